@@ -1,0 +1,188 @@
+"""The ``prunelib`` command: prune and evaluate a model, or evaluate a saved one.
+
+    prunelib prune --model smollm2-135m --method wanda --sparsity 0.5 --json out.json
+    prunelib eval --model pruned-dir --max-windows 40
+
+Every bad input is refused before work starts, with one line on stderr and exit status 2;
+output files are written atomically, so a failed run leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from . import __version__, data
+from .errors import PrunelibError
+from .evaluate import perplexity
+from .masks import NM, check_sparsity
+from .methods import METHODS
+from .models import DEFAULT_MODEL, load_model
+from .provenance import model_record, now, peak_memory_bytes, versions
+from .prune import check_options, prune_model
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"short name, HF id, local directory or .gguf file (default {DEFAULT_MODEL})")
+    parser.add_argument("--eval-seqlen", type=int, default=2048, help="perplexity window length (default 2048)")
+    parser.add_argument("--max-windows", type=int, default=None, help="evaluate only the first N windows")
+    parser.add_argument("--split", default="test", choices=sorted(data.WIKITEXT_FILES), help="WikiText-2 split")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="auto", help="auto (float32 on CPU, float16 on GPU), float32, float16, bfloat16")
+    parser.add_argument("--json", type=Path, default=None, help="write the result record here")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing --json/--save outputs")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prunelib", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"prunelib {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    prune = commands.add_parser("prune", help="prune a model one-shot, evaluate WikiText-2 perplexity")
+    _add_common(prune)
+    prune.add_argument("--method", required=True, choices=("dense", *METHODS))
+    prune.add_argument("--sparsity", type=float, default=0.5, help="fraction of weights to zero, in [0, 1)")
+    prune.add_argument("--nm", default=None, help="N:M pattern such as 2:4 (keep N of every M); overrides --sparsity")
+    prune.add_argument("--group", default=None, choices=("matrix", "row"), help="comparison group of magnitude/wanda")
+    prune.add_argument("--nsamples", type=int, default=64, help="calibration sequences (default 64)")
+    prune.add_argument("--calib-seqlen", type=int, default=1024, help="calibration sequence length (default 1024)")
+    prune.add_argument("--seed", type=int, default=0, help="calibration sampling seed")
+    prune.add_argument("--batch-size", type=int, default=8, help="calibration sequences per forward pass")
+    prune.add_argument("--save", type=Path, default=None, help="save the pruned model as a HF directory")
+
+    evaluate = commands.add_parser("eval", help="evaluate the WikiText-2 perplexity of a model")
+    _add_common(evaluate)
+    return parser
+
+
+def _check_outputs(args) -> None:
+    for path in (args.json, getattr(args, "save", None)):
+        if path is not None and path.exists() and not args.overwrite:
+            raise PrunelibError(f"{path} already exists; pass --overwrite to replace it")
+
+
+def _check_prune_args(args) -> NM | None:
+    if args.method == "dense" and (args.nm or args.group):
+        raise PrunelibError("--nm and --group do not apply to --method dense")
+    check_sparsity(args.sparsity)
+    for option in ("nsamples", "calib_seqlen", "eval_seqlen", "batch_size"):
+        if getattr(args, option) < 1:
+            raise PrunelibError(f"--{option.replace('_', '-')} must be positive")
+    return NM.parse(args.nm) if args.nm else None
+
+
+def write_json(path: Path, record: dict) -> None:
+    """Write ``record`` atomically: a temporary file in the same directory, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(handle, "w") as out:
+        json.dump(record, out, indent=2)
+        out.write("\n")
+    os.replace(temporary, path)
+
+
+def save_model(model, tokenizer, directory: Path, overwrite: bool = False) -> None:
+    """``save_pretrained`` (safetensors) into a temporary sibling, then move it into place."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        if directory.exists() and overwrite:
+            shutil.rmtree(directory)
+        staging.rename(directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _log(args, message: str) -> None:
+    if not args.quiet:
+        print(message, file=sys.stderr)
+
+
+def run_prune(args) -> dict:
+    nm = _check_prune_args(args)
+    _check_outputs(args)
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
+    eval_tokens, eval_source = data.wikitext2_tokens(tokenizer, args.split)
+    record = {"command": "prune", "model": model_record(args.model, model), "method": args.method}
+    result = {"prune_seconds": 0.0}
+    if args.method != "dense":
+        check_options(model, args.method, nm, args.group)
+        calibration, calibration_source = (None, None)
+        if args.method != "magnitude":
+            calibration, calibration_source = data.c4_calibration(tokenizer, args.nsamples, args.calib_seqlen, args.seed)
+        record.update(
+            sparsity_target=nm.sparsity if nm else args.sparsity,
+            nm=str(nm) if nm else None,
+            group=args.group,
+            calibration=calibration_source,
+        )
+        result = prune_model(
+            model, calibration, method=args.method, sparsity=args.sparsity, nm=nm, group=args.group,
+            batch_size=args.batch_size, quiet=args.quiet,
+        )
+    ppl = perplexity(model, eval_tokens, seqlen=args.eval_seqlen, max_windows=args.max_windows, quiet=args.quiet)
+    record.update(_summary(model, ppl, eval_source, args))
+    record.update(prune_seconds=result["prune_seconds"], layers=result.get("layers", {}))
+    if args.save is not None:
+        save_model(model, tokenizer, args.save, args.overwrite)
+        record["saved_to"] = str(args.save)
+    return record
+
+
+def _summary(model, ppl: dict, eval_source: dict, args) -> dict:
+    from .prune import measure_sparsity
+
+    return {
+        "ppl": ppl["ppl"],
+        "sparsity": measure_sparsity(model)["sparsity"],
+        "eval_seconds": ppl["eval_seconds"],
+        "eval": {**eval_source, **{k: ppl[k] for k in ("seqlen", "windows", "available_windows")},
+                 "max_windows": args.max_windows},
+        "peak_memory_bytes": peak_memory_bytes(args.device),
+        "versions": versions(),
+        "created": now(),
+    }
+
+
+def run_eval(args) -> dict:
+    _check_outputs(args)
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
+    eval_tokens, eval_source = data.wikitext2_tokens(tokenizer, args.split)
+    ppl = perplexity(model, eval_tokens, seqlen=args.eval_seqlen, max_windows=args.max_windows, quiet=args.quiet)
+    return {"command": "eval", "model": model_record(args.model, model), **_summary(model, ppl, eval_source, args)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    try:
+        record = run_prune(args) if args.command == "prune" else run_eval(args)
+    except PrunelibError as error:
+        print(f"prunelib: error: {error}", file=sys.stderr)
+        return 2
+    if args.json is not None:
+        write_json(args.json, record)
+    summary = {k: record[k] for k in ("ppl", "sparsity", "eval_seconds") if k in record}
+    summary["prune_seconds"] = record.get("prune_seconds")
+    print(json.dumps({"model": args.model, "method": record.get("method", "eval"), **summary}))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""SparseGPT (Frantar & Alistarh, 2023): OBS weight updates, column by column, in one pass.
+
+Columns are processed left to right. When column ``i`` is fixed (pruned entries set to
+zero), the error ``e = (w_i - q_i) / U[i, i]`` is spread over the columns to its right
+through row ``i`` of ``U``, the upper Cholesky factor of ``H^-1``: exactly the OBS update
+for the remaining, not yet fixed weights. Updates stay inside a block of ``blocksize``
+columns and reach the columns to the right of the block in one matrix product ("lazy
+batch updates"). The unstructured mask is chosen per block on the already-updated
+weights (adaptive mask selection), the N:M mask per group of ``M`` columns.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import PrunelibError
+from ..hessian import drop_dead_inputs, inverse_cholesky_upper
+from ..masks import NM, check_nm_columns, nm_mask, unstructured_mask
+from . import Pruned
+
+
+def sparsegpt(
+    weight: torch.Tensor,
+    hessian: torch.Tensor,
+    *,
+    sparsity: float = 0.0,
+    nm: NM | None = None,
+    blocksize: int = 128,
+    percdamp: float = 0.01,
+    name: str = "weight",
+) -> Pruned:
+    """Prune ``weight`` ``(out, in)`` given ``hessian`` ``(in, in)`` = ``2/n sum x x^T``.
+
+    Unstructured: each block of ``blocksize`` columns gets exactly
+    ``floor(out * width * sparsity)`` zeros, selected by the OBS saliency
+    ``w^2 / U[i, i]^2``. N:M: in every group of ``M`` columns each row keeps the ``N`` weights
+    of highest saliency. Computation is float32; the result has ``weight``'s dtype.
+    """
+    rows, cols = weight.shape
+    if nm is not None:
+        check_nm_columns(nm, cols, name)
+        if blocksize % nm.m:
+            raise PrunelibError(f"blocksize {blocksize} must be a multiple of M={nm.m}")
+    H, W, _ = drop_dead_inputs(hessian.float(), weight.detach().float())
+    U = inverse_cholesky_upper(H, percdamp, name=name)
+    keep = torch.ones_like(W, dtype=torch.bool)
+
+    for start in range(0, cols, blocksize):
+        end = min(start + blocksize, cols)
+        W1, U1 = W[:, start:end], U[start:end, start:end]
+        d = U1.diagonal()
+        errors = torch.zeros_like(W1)
+        keep1 = keep[:, start:end]
+        if nm is None:
+            keep1[:] = unstructured_mask(W1.pow(2) / d.pow(2), sparsity, group="matrix")
+        for i in range(end - start):
+            if nm is not None and i % nm.m == 0:
+                group = slice(i, i + nm.m)
+                keep1[:, group] = nm_mask(W1[:, group].pow(2) / d[group].pow(2), nm)
+            w = W1[:, i].clone()
+            q = w * keep1[:, i]
+            err = (w - q) / d[i]
+            W1[:, i:] -= err.unsqueeze(1) * U1[i, i:].unsqueeze(0)
+            W1[:, i] = q  # exact zeros, not w - err * d[i] with its rounding residue
+            errors[:, i] = err
+        W[:, end:] -= errors @ U[start:end, end:]
+
+    return Pruned(W.to(weight.dtype), keep)

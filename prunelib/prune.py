@@ -1,0 +1,110 @@
+"""Prune a whole model: the sequential walk plus a method, and a measurement of what it did."""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .errors import PrunelibError
+from .masks import NM, check_nm_columns, check_sparsity
+from .methods import METHODS, STATISTIC, magnitude, sparsegpt, wanda
+from .models import block_linears, decoder_blocks, prunable_linears, set_weight_matrix, weight_matrix
+from .stats import HessianStat, InputNormStat
+from .walk import InputStatistics, sequential
+
+STAT_CLASSES = {"hessian": HessianStat, "norms": InputNormStat}
+
+
+def _per_block(sparsity: float | Sequence[float], n_blocks: int) -> list[float]:
+    values = [sparsity] * n_blocks if isinstance(sparsity, (int, float)) else list(sparsity)
+    if len(values) != n_blocks:
+        raise PrunelibError(f"got {len(values)} per-block sparsities for a model with {n_blocks} blocks")
+    return [check_sparsity(value) for value in values]
+
+
+def check_options(model: nn.Module, method: str, nm: NM | None, group: str | None = None) -> None:
+    """Refuse bad input before any weight changes."""
+    if method not in METHODS:
+        raise PrunelibError(f"unknown method '{method}'; use one of {', '.join(METHODS)}")
+    if group is not None and method == "sparsegpt":
+        raise PrunelibError("sparsegpt chooses its mask per block of columns; group applies to magnitude and wanda")
+    if nm is not None:
+        for name, module in prunable_linears(model).items():
+            check_nm_columns(nm, weight_matrix(module).shape[1], f"linear {name}")
+
+
+def _prune_linear(method, module, stat, sparsity, nm, group, options, name):
+    weight = weight_matrix(module)
+    if method == "magnitude":
+        result = magnitude(weight, sparsity=sparsity, nm=nm, group=group or "matrix")
+    elif method == "wanda":
+        result = wanda(weight, stat.norms, sparsity=sparsity, nm=nm, group=group or "row")
+    else:
+        result = sparsegpt(weight, stat.H, sparsity=sparsity, nm=nm, name=name, **options)
+    set_weight_matrix(module, result.weight)
+
+
+@torch.no_grad()
+def prune_model(
+    model: nn.Module,
+    calibration: torch.Tensor | None = None,
+    *,
+    method: str,
+    sparsity: float | Sequence[float] = 0.5,
+    nm: NM | str | None = None,
+    group: str | None = None,
+    batch_size: int = 8,
+    device: torch.device | str | None = None,
+    quiet: bool = False,
+    **options,
+) -> dict:
+    """Prune every linear inside the decoder blocks of ``model`` in place.
+
+    ``calibration`` is an ``(nsamples, seqlen)`` LongTensor (unused by magnitude).
+    ``sparsity`` is one fraction or one per block; ``nm`` (e.g. ``"2:4"``) overrides it.
+    ``group`` sets the comparison group of magnitude/Wanda (``"matrix"`` or ``"row"``);
+    ``options`` go to SparseGPT (``blocksize``, ``percdamp``).
+    Returns ``{"prune_seconds", "sparsity", "layers"}`` as measured after pruning.
+    """
+    nm = NM.parse(nm) if nm is not None else None
+    check_options(model, method, nm, group)
+    blocks = decoder_blocks(model)
+    sparsities = _per_block(0.0 if nm else sparsity, len(blocks))
+    start = time.perf_counter()
+
+    if STATISTIC[method] is None:
+        for index, block in enumerate(tqdm(blocks, desc=method, disable=quiet, unit="block")):
+            for name, module in block_linears(block).items():
+                _prune_linear(method, module, None, sparsities[index], nm, group, options, f"{index}.{name}")
+    else:
+        if calibration is None:
+            raise PrunelibError(f"{method} needs calibration data")
+        make_stat = STAT_CLASSES[STATISTIC[method]]
+
+        def visit(index, block, forward):
+            linears = block_linears(block)
+            with InputStatistics(linears, make_stat, where=f"block {index}") as stats:
+                forward()
+            for name, module in linears.items():
+                _prune_linear(method, module, stats[name], sparsities[index], nm, group, options, f"{index}.{name}")
+
+        sequential(model, calibration.split(batch_size), visit, device=device, quiet=quiet, desc=method)
+
+    return {"prune_seconds": time.perf_counter() - start, **measure_sparsity(model)}
+
+
+def measure_sparsity(model: nn.Module) -> dict:
+    """Fraction of exactly-zero weights over all prunable linears, overall and per layer."""
+    layers = {}
+    zeros = total = 0
+    for name, module in prunable_linears(model).items():
+        weight = weight_matrix(module)
+        layer_zeros = int((weight == 0).sum())
+        layers[name] = {"shape": list(weight.shape), "zeros": layer_zeros, "sparsity": layer_zeros / weight.numel()}
+        zeros += layer_zeros
+        total += weight.numel()
+    return {"sparsity": zeros / total, "zeros": zeros, "parameters": total, "layers": layers}
