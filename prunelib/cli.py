@@ -10,6 +10,7 @@ output files are written atomically, so a failed run leaves nothing half-written
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -25,8 +26,8 @@ from .evaluate import perplexity
 from .masks import NM, check_sparsity
 from .methods import METHODS
 from .models import DEFAULT_MODEL, load_model
-from .provenance import model_record, now, peak_memory_bytes, versions
-from .prune import check_options, prune_model
+from .provenance import model_bytes, model_record, now, peak_memory_bytes, reset_peak_memory, resident_memory_bytes, versions
+from .prune import check_options, measure_sparsity, prune_model
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -104,36 +105,40 @@ def save_model(model, tokenizer, directory: Path, overwrite: bool = False) -> No
         raise
 
 
-def _log(args, message: str) -> None:
-    if not args.quiet:
-        print(message, file=sys.stderr)
+def _check_data(args) -> None:
+    """Read the data files before the model loads, so a missing file fails in a second (cached)."""
+    data.wikitext2(args.split)
+    if getattr(args, "method", "dense") not in ("dense", "magnitude"):
+        data.c4_documents()
 
 
 def run_prune(args) -> dict:
     nm = _check_prune_args(args)
     _check_outputs(args)
+    _check_data(args)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
-    eval_tokens, eval_source = data.wikitext2_tokens(tokenizer, args.split)
-    record = {"command": "prune", "model": model_record(args.model, model), "method": args.method}
-    result = {"prune_seconds": 0.0}
     if args.method != "dense":
         check_options(model, args.method, nm, args.group)
-        calibration, calibration_source = (None, None)
+    eval_tokens, eval_source = data.wikitext2_tokens(tokenizer, args.split)
+    record = {"command": "prune", "model": model_record(args.model, model), "method": args.method, "prune_seconds": 0.0}
+    memory = {"model_bytes": model_bytes(model), "resident_before_prune_bytes": resident_memory_bytes()}
+    reset_peak_memory(args.device)
+    if args.method != "dense":
+        calibration = None
         if args.method != "magnitude":
-            calibration, calibration_source = data.c4_calibration(tokenizer, args.nsamples, args.calib_seqlen, args.seed)
-        record.update(
-            sparsity_target=nm.sparsity if nm else args.sparsity,
-            nm=str(nm) if nm else None,
-            group=args.group,
-            calibration=calibration_source,
-        )
-        result = prune_model(
+            calibration, record["calibration"] = data.c4_calibration(tokenizer, args.nsamples, args.calib_seqlen, args.seed)
+            memory["calibration_activation_bytes"] = (
+                calibration.numel() * model.config.hidden_size * torch.finfo(model.dtype).bits // 8
+            )
+        record.update(sparsity_target=nm.sparsity if nm else args.sparsity, nm=str(nm) if nm else None, group=args.group)
+        record["prune_seconds"] = prune_model(
             model, calibration, method=args.method, sparsity=args.sparsity, nm=nm, group=args.group,
-            batch_size=args.batch_size, quiet=args.quiet,
-        )
+            batch_size=args.batch_size, device=args.device, quiet=args.quiet,
+        )["prune_seconds"]
+    memory["prune_peak_bytes"] = peak_memory_bytes(args.device)
+    record["memory"] = memory
     ppl = perplexity(model, eval_tokens, seqlen=args.eval_seqlen, max_windows=args.max_windows, quiet=args.quiet)
     record.update(_summary(model, ppl, eval_source, args))
-    record.update(prune_seconds=result["prune_seconds"], layers=result.get("layers", {}))
     if args.save is not None:
         save_model(model, tokenizer, args.save, args.overwrite)
         record["saved_to"] = str(args.save)
@@ -141,38 +146,58 @@ def run_prune(args) -> dict:
 
 
 def _summary(model, ppl: dict, eval_source: dict, args) -> dict:
-    from .prune import measure_sparsity
-
+    measured = measure_sparsity(model)
     return {
         "ppl": ppl["ppl"],
-        "sparsity": measure_sparsity(model)["sparsity"],
+        "sparsity": measured["sparsity"],
         "eval_seconds": ppl["eval_seconds"],
         "eval": {**eval_source, **{k: ppl[k] for k in ("seqlen", "windows", "available_windows")},
                  "max_windows": args.max_windows},
-        "peak_memory_bytes": peak_memory_bytes(args.device),
         "versions": versions(),
         "created": now(),
+        "layers": {name: layer["sparsity"] for name, layer in measured["layers"].items()},
     }
 
 
 def run_eval(args) -> dict:
     _check_outputs(args)
+    _check_data(args)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
     eval_tokens, eval_source = data.wikitext2_tokens(tokenizer, args.split)
     ppl = perplexity(model, eval_tokens, seqlen=args.eval_seqlen, max_windows=args.max_windows, quiet=args.quiet)
     return {"command": "eval", "model": model_record(args.model, model), **_summary(model, ppl, eval_source, args)}
 
 
+@contextlib.contextmanager
+def _quiet(enabled: bool):
+    """Silence transformers' logging and every tqdm bar (GGUF dequantization included)."""
+    if not enabled:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    previous = (os.environ.get("TQDM_DISABLE"), hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled())
+    os.environ["TQDM_DISABLE"] = "1"
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if previous[0] is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = previous[0]
+        hf_logging.set_verbosity(previous[1])
+        if previous[2]:
+            hf_logging.enable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.quiet:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
     try:
-        record = run_prune(args) if args.command == "prune" else run_eval(args)
+        with _quiet(args.quiet):
+            record = run_prune(args) if args.command == "prune" else run_eval(args)
     except PrunelibError as error:
         print(f"prunelib: error: {error}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ import os
 import random
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -81,13 +82,18 @@ def wikitext2_rows(raw: str) -> list[str]:
     return [line if line.strip() else "" for line in raw.splitlines(keepends=True)]
 
 
+@lru_cache(maxsize=None)
+def _read_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
 def wikitext2(split: str = "test") -> tuple[str, dict]:
     """WikiText-2 raw text joined the GPTQ way (``"\\n\\n".join(rows)``) and its source record."""
     if split not in WIKITEXT_FILES:
         raise PrunelibError(f"unknown WikiText-2 split '{split}'; use one of {sorted(WIKITEXT_FILES)}")
     path = local_file(WIKITEXT_FILES[split])
     if path is not None:
-        rows = wikitext2_rows(path.read_text(encoding="utf-8"))
+        rows = wikitext2_rows(_read_text(path))
     else:
         try:
             from datasets import load_dataset
@@ -108,23 +114,27 @@ def wikitext2_tokens(tokenizer, split: str = "test") -> tuple[torch.Tensor, dict
 # ---------------------------------------------------------------- C4 calibration
 
 
-def c4_documents() -> tuple[list[str], dict]:
-    """C4 calibration documents in file order, and their source record."""
+@lru_cache(maxsize=None)
+def _read_jsonl_texts(path: Path) -> tuple[str, ...]:
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        return tuple(json.loads(line)["text"] for line in handle if line.strip())
+
+
+def c4_documents() -> tuple[tuple[str, ...], dict]:
+    """C4 calibration documents in file order, and their source record (a file is read once)."""
     path = local_file(C4_FILE)
     if path is not None:
-        with gzip.open(path, "rt", encoding="utf-8") as handle:
-            docs = [json.loads(line)["text"] for line in handle if line.strip()]
-        return docs, _source(path, "")
+        return _read_jsonl_texts(path), _source(path, "")
     try:
         from datasets import load_dataset
 
         docs = load_dataset("allenai/c4", data_files={"train": C4_HUB_SHARD}, split="train")["text"]
     except Exception as error:  # noqa: BLE001
         raise _offline_error("C4 calibration data", C4_FILE, error) from error
-    return list(docs), _source(None, f"allenai/c4:{C4_HUB_SHARD}")
+    return tuple(docs), _source(None, f"allenai/c4:{C4_HUB_SHARD}")
 
 
-def sample_windows(documents: list[str], tokenizer, nsamples: int, seqlen: int, seed: int = 0) -> torch.Tensor:
+def sample_windows(documents: Sequence[str], tokenizer, nsamples: int, seqlen: int, seed: int = 0) -> torch.Tensor:
     """``(nsamples, seqlen)`` token windows, drawn exactly as the SparseGPT/Wanda repositories do.
 
     With ``random`` seeded by ``seed``: draw a document index; redraw while the document has

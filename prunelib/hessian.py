@@ -33,10 +33,11 @@ def inverse_cholesky_upper(H: torch.Tensor, percdamp: float = 0.01, *, max_tries
     divided by ``U[i, i]``, is exactly the OBS update direction for eliminating input ``i``
     after inputs ``< i`` are fixed, and ``U[i, i]^2`` is the matching ``[H_F^{-1}]_{ii}``.
 
+    Computed in float32, or float64 when ``H`` is float64.
     If a factorization fails (H not positive definite in floating point), the damping grows
     tenfold and the attempt repeats with a warning; after ``max_tries`` it raises.
     """
-    H = H.float()
+    H = H if H.dtype == torch.float64 else H.float()
     eye = torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
     damp = percdamp * H.diagonal().mean().item()
     for attempt in range(max_tries):

@@ -54,11 +54,46 @@ def model_record(name: str, model) -> dict:
     return record
 
 
+def _proc_status_bytes(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024  # the kernel reports kB
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_memory(device: torch.device | str = "cpu") -> None:
+    """Start a new peak-memory measurement (CUDA allocator stats, or Linux's VmHWM)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # resets the peak resident set size of this process
+    except OSError:
+        pass
+
+
 def peak_memory_bytes(device: torch.device | str = "cpu") -> int:
-    """Peak resident memory of this process (CPU) or peak allocated memory (CUDA)."""
+    """Peak allocated memory (CUDA) or peak resident memory since the last reset (CPU)."""
     if torch.device(device).type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    peak = _proc_status_bytes("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def resident_memory_bytes() -> int | None:
+    """Current resident memory of this process (Linux), or None."""
+    return _proc_status_bytes("VmRSS")
+
+
+def model_bytes(model) -> int:
+    """Bytes held by the model's parameters and buffers (tied weights counted once)."""
+    tensors = {t.data_ptr(): t for t in [*model.parameters(), *model.buffers()]}
+    return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
 def now() -> str:

@@ -47,22 +47,25 @@ def sparsegpt(
 
     for start in range(0, cols, blocksize):
         end = min(start + blocksize, cols)
-        W1, U1 = W[:, start:end], U[start:end, start:end]
+        # The block is handled transposed, (width, rows), so that column i is the contiguous Wt[i].
+        Wt, U1 = W[:, start:end].T.contiguous(), U[start:end, start:end]
         d = U1.diagonal()
-        errors = torch.zeros_like(W1)
-        keep1 = keep[:, start:end]
+        keep_t = torch.ones_like(Wt, dtype=torch.bool)
         if nm is None:
-            keep1[:] = unstructured_mask(W1.pow(2) / d.pow(2), sparsity, group="matrix")
+            keep_t[:] = unstructured_mask(Wt.pow(2) / d.pow(2).unsqueeze(1), sparsity, group="matrix")
+        errors = torch.zeros_like(Wt)
+        prune_over_d = (~keep_t).float() / d.unsqueeze(1)  # e_i = w_i * [i pruned] / U[i, i]
         for i in range(end - start):
             if nm is not None and i % nm.m == 0:
                 group = slice(i, i + nm.m)
-                keep1[:, group] = nm_mask(W1[:, group].pow(2) / d[group].pow(2), nm)
-            w = W1[:, i].clone()
-            q = w * keep1[:, i]
-            err = (w - q) / d[i]
-            W1[:, i:] -= err.unsqueeze(1) * U1[i, i:].unsqueeze(0)
-            W1[:, i] = q  # exact zeros, not w - err * d[i] with its rounding residue
-            errors[:, i] = err
-        W[:, end:] -= errors @ U[start:end, end:]
+                keep_t[group] = nm_mask((Wt[group].pow(2) / d[group].pow(2).unsqueeze(1)).T, nm).T
+                prune_over_d[group] = (~keep_t[group]).float() / d[group].unsqueeze(1)
+            torch.mul(Wt[i], prune_over_d[i], out=errors[i])
+            # OBS update of the columns to the right of i inside the block; column i itself
+            # becomes w_i * keep_i, applied once for the whole block below.
+            Wt[i + 1 :].addr_(U1[i, i + 1 :], errors[i], alpha=-1.0)
+        W[:, start:end] = (Wt * keep_t).T
+        keep[:, start:end] = keep_t.T
+        W[:, end:].addmm_(errors.T, U[start:end, end:], alpha=-1.0)  # lazy update of the rest
 
     return Pruned(W.to(weight.dtype), keep)

@@ -1,0 +1,94 @@
+"""The command line: bad input refused with nothing written; save and reload round trip."""
+
+import json
+
+import pytest
+import torch
+
+from prunelib import data
+from prunelib.cli import main
+
+FAST = ["--nsamples", "4", "--calib-seqlen", "128", "--eval-seqlen", "256", "--max-windows", "2", "--quiet"]
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--method", "wanda", "--sparsity", "1.0"], "sparsity"),
+        (["--method", "wanda", "--sparsity", "-0.5"], "sparsity"),
+        (["--method", "wanda", "--nm", "4:4"], "N < M"),
+        (["--method", "wanda", "--nm", "0:4"], "N < M"),
+        (["--method", "sparsegpt", "--nm", "two:four"], "N:M"),
+        (["--method", "dense", "--nm", "2:4"], "dense"),
+        (["--method", "wanda", "--nsamples", "0"], "nsamples"),
+        (["--method", "wanda", "--model", "./no/such/dir"], "not found"),
+    ],
+)
+def test_bad_input_one_error_nothing_written(tmp_path, capsys, argv, message):
+    out = tmp_path / "result.json"
+    assert main(["prune", *FAST, *argv, "--json", str(out), "--save", str(tmp_path / "model")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("prunelib: error:") and message in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_method_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["prune", "--method", "obd"])
+    assert exit_.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_existing_outputs_need_overwrite(tmp_path, capsys):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "keep.txt").write_text("mine")
+    assert main(["prune", "--method", "magnitude", *FAST, "--save", str(tmp_path / "model")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (tmp_path / "model" / "keep.txt").read_text() == "mine"
+
+
+def test_missing_data_offline(tmp_path, monkeypatch, capsys):
+    import datasets
+
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: (_ for _ in ()).throw(ConnectionError("offline")))
+    assert main(["prune", "--method", "wanda", *FAST, "--json", str(tmp_path / "r.json")]) == 2
+    assert data.ENV_VAR in capsys.readouterr().err and not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.slow
+def test_width_not_divisible_by_m_is_refused(tmp_path, capsys):
+    # 576 = 2^6 * 9: divisible by 4 and 8, not by 5
+    assert main(["prune", "--method", "magnitude", "--nm", "2:5", *FAST, "--json", str(tmp_path / "r.json")]) == 2
+    assert "divisible" in capsys.readouterr().err and not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.slow
+def test_prune_save_reload_same_zeros_and_perplexity(tmp_path, capsys):
+    from transformers import AutoModelForCausalLM
+
+    from prunelib.models import decoder_blocks, load_model, prunable_linears, weight_matrix
+
+    saved, record_file = tmp_path / "pruned", tmp_path / "record.json"
+    assert main(["prune", "--method", "wanda", "--nm", "2:4", *FAST, "--save", str(saved), "--json", str(record_file)]) == 0
+    record = json.loads(record_file.read_text())
+    for key in ("ppl", "sparsity", "prune_seconds", "eval_seconds", "versions", "calibration", "eval", "model"):
+        assert key in record
+    assert record["sparsity"] >= 0.5 and record["calibration"]["sha256"] and record["eval"]["sha256"]
+    assert record["eval"]["tokens"] // 2048 == 148  # WikiText-2 test, GPTQ join, SmolLM2 tokenizer
+    assert record["calibration"]["seed"] == 0 and record["eval"]["windows"] == 2
+
+    reloaded = AutoModelForCausalLM.from_pretrained(saved)  # a plain HF directory
+    assert len(decoder_blocks(reloaded)) == 30
+    for name, module in prunable_linears(reloaded).items():
+        W = weight_matrix(module)
+        assert torch.all((W.reshape(W.shape[0], -1, 4) != 0).sum(-1) <= 2), name
+
+    assert main(["eval", "--model", str(saved), "--eval-seqlen", "256", "--max-windows", "2", "--quiet",
+                 "--json", str(tmp_path / "eval.json")]) == 0
+    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    assert evaluated["ppl"] == pytest.approx(record["ppl"], rel=1e-6)
+    assert evaluated["sparsity"] == record["sparsity"]
+    # and the dense model differs: the pruning really happened
+    dense, _ = load_model("smollm2-135m")
+    assert not torch.equal(weight_matrix(prunable_linears(dense)["0.mlp.up_proj"]),
+                           weight_matrix(prunable_linears(reloaded)["0.mlp.up_proj"]))
