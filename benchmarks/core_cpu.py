@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--eval-seqlen", type=int, default=2048)
     parser.add_argument("--max-windows", type=int, default=40, help="0 = all windows")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--table", action="store_true", help="only print the table from existing results")
     args = parser.parse_args()
     if not args.table:

@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--nsamples", type=int, default=64, help="calibration sequences (default 64)")
     prune.add_argument("--calib-seqlen", type=int, default=1024, help="calibration sequence length (default 1024)")
     prune.add_argument("--seed", type=int, default=0, help="calibration sampling seed")
-    prune.add_argument("--batch-size", type=int, default=8, help="calibration sequences per forward pass")
+    prune.add_argument("--batch-size", type=int, default=1, help="calibration sequences per forward pass (default 1)")
     prune.add_argument("--save", type=Path, default=None, help="save the pruned model as a HF directory")
 
     evaluate = commands.add_parser("eval", help="evaluate the WikiText-2 perplexity of a model")
@@ -116,20 +116,21 @@ def run_prune(args) -> dict:
     nm = _check_prune_args(args)
     _check_outputs(args)
     _check_data(args)
-    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, quiet=args.quiet)
     if args.method != "dense":
         check_options(model, args.method, nm, args.group)
     eval_tokens, eval_source = data.wikitext2_tokens(tokenizer, args.split)
     record = {"command": "prune", "model": model_record(args.model, model), "method": args.method, "prune_seconds": 0.0}
-    memory = {"model_bytes": model_bytes(model), "resident_before_prune_bytes": resident_memory_bytes()}
+    memory = {"model_bytes": model_bytes(model)}
+    calibration = None
+    if args.method not in ("dense", "magnitude"):
+        calibration, record["calibration"] = data.c4_calibration(tokenizer, args.nsamples, args.calib_seqlen, args.seed)
+        memory["calibration_activation_bytes"] = (
+            calibration.numel() * model.config.hidden_size * torch.finfo(model.dtype).bits // 8
+        )
+    memory["resident_before_prune_bytes"] = resident_memory_bytes()
     reset_peak_memory(args.device)
     if args.method != "dense":
-        calibration = None
-        if args.method != "magnitude":
-            calibration, record["calibration"] = data.c4_calibration(tokenizer, args.nsamples, args.calib_seqlen, args.seed)
-            memory["calibration_activation_bytes"] = (
-                calibration.numel() * model.config.hidden_size * torch.finfo(model.dtype).bits // 8
-            )
         record.update(sparsity_target=nm.sparsity if nm else args.sparsity, nm=str(nm) if nm else None, group=args.group)
         record["prune_seconds"] = prune_model(
             model, calibration, method=args.method, sparsity=args.sparsity, nm=nm, group=args.group,
@@ -162,7 +163,7 @@ def _summary(model, ppl: dict, eval_source: dict, args) -> dict:
 def run_eval(args) -> dict:
     _check_outputs(args)
     _check_data(args)
-    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, quiet=args.quiet)
     eval_tokens, eval_source = data.wikitext2_tokens(tokenizer, args.split)
     ppl = perplexity(model, eval_tokens, seqlen=args.eval_seqlen, max_windows=args.max_windows, quiet=args.quiet)
     return {"command": "eval", "model": model_record(args.model, model), **_summary(model, ppl, eval_source, args)}
@@ -170,25 +171,20 @@ def run_eval(args) -> dict:
 
 @contextlib.contextmanager
 def _quiet(enabled: bool):
-    """Silence transformers' logging and every tqdm bar (GGUF dequantization included)."""
+    """Silence transformers' logging and progress bars while a quiet command runs."""
     if not enabled:
         yield
         return
     from transformers.utils import logging as hf_logging
 
-    previous = (os.environ.get("TQDM_DISABLE"), hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled())
-    os.environ["TQDM_DISABLE"] = "1"
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
         yield
     finally:
-        if previous[0] is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = previous[0]
-        hf_logging.set_verbosity(previous[1])
-        if previous[2]:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
             hf_logging.enable_progress_bar()
 
 

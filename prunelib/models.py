@@ -7,6 +7,8 @@ and :func:`set_weight_matrix` hide that difference.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,7 +124,22 @@ def _gguf_options(gguf_file: str) -> dict:
     return options
 
 
-def load_model(name: str = DEFAULT_MODEL, *, dtype: str | torch.dtype = "auto", device: str = "cpu"):
+@contextlib.contextmanager
+def _gguf_progress(enabled: bool):
+    """transformers' GGUF reader draws a plain tqdm bar that its logging switches do not reach."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    original = getattr(gguf_utils, "tqdm", None)
+    if not enabled and original is not None:
+        gguf_utils.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        if original is not None:
+            gguf_utils.tqdm = original
+
+
+def load_model(name: str = DEFAULT_MODEL, *, dtype: str | torch.dtype = "auto", device: str = "cpu", quiet: bool = False):
     """Load ``(model, tokenizer)`` in eval mode on ``device``.
 
     GGUF checkpoints (the embedded default) are dequantized by transformers, which needs the
@@ -134,9 +151,10 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: str | torch.dtype = "auto", 
     torch_dtype = resolve_dtype(dtype, device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf_file} if gguf_file else {}))
-        model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=torch_dtype, **(_gguf_options(gguf_file) if gguf_file else {})
-        )
+        with _gguf_progress(not quiet):
+            model = AutoModelForCausalLM.from_pretrained(
+                source, dtype=torch_dtype, **(_gguf_options(gguf_file) if gguf_file else {})
+            )
     except OSError as error:
         raise PrunelibError(
             f"cannot load model '{name}': not a local model directory, and the hub failed ({error}). "

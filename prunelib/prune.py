@@ -57,7 +57,7 @@ def prune_model(
     sparsity: float | Sequence[float] = 0.5,
     nm: NM | str | None = None,
     group: str | None = None,
-    batch_size: int = 8,
+    batch_size: int = 1,
     device: torch.device | str | None = None,
     quiet: bool = False,
     **options,

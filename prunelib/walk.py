@@ -14,6 +14,7 @@ This module knows nothing about pruning methods; :mod:`prunelib.prune` supplies 
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -94,14 +95,20 @@ def capture_block_inputs(model: nn.Module, batches: Iterable[torch.Tensor], devi
     return calls
 
 
-Visit = Callable[[int, nn.Module, Callable[[], list[torch.Tensor]]], None]
+def _run_all(block: nn.Module, calls: list[BlockCall]) -> None:
+    """Run ``block`` on every recorded call, keeping no outputs (hooks see the activations)."""
+    for call in calls:
+        call.run(block)
+
+
+Visit = Callable[[int, nn.Module, Callable[[], None]], None]
 
 
 @torch.no_grad()
 def sequential(
     model: nn.Module,
     batches: Iterable[torch.Tensor],
-    visit: Visit,
+    visit: Visit | None,
     *,
     device: torch.device | str | None = None,
     quiet: bool = False,
@@ -110,21 +117,21 @@ def sequential(
     """Walk the blocks of ``model`` in order; return the last block's outputs per batch.
 
     ``visit(index, block, forward)`` is called with the block on ``device``; ``forward()``
-    runs the block on the current inputs and returns its outputs. Blocks are moved to
-    ``device`` one at a time and back to where they were afterwards.
+    runs the block on the current inputs (for hooks to observe) and keeps no outputs. Then
+    the block runs once more and its outputs replace its inputs, batch by batch, so only one
+    set of calibration activations is alive. Blocks are moved to ``device`` one at a time
+    and back to where they were afterwards.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     calls = capture_block_inputs(model, batches, device)
 
-    def forward_on(block):
-        return lambda: [call.run(block) for call in calls]
-
     for index, block in enumerate(tqdm(decoder_blocks(model), desc=desc, disable=quiet, unit="block")):
         home = next(block.parameters()).device
         block.to(device)
-        visit(index, block, forward_on(block))
-        for call, output in zip(calls, forward_on(block)()):
-            call.hidden = output
+        if visit is not None:
+            visit(index, block, functools.partial(_run_all, block, calls))
+        for call in calls:
+            call.hidden = call.run(block)
         block.to(home)
     return [call.hidden for call in calls]
 

@@ -10,28 +10,40 @@ from prunelib.walk import InputStatistics, capture_block_inputs, sequential
 from conftest import tiny_model
 
 
+def block_outputs(model, run):
+    """Outputs of every block while ``run()`` executes, concatenated over batches, in block order."""
+    outputs = {}
+
+    def record(index):
+        def hook(module, args, out):
+            outputs.setdefault(index, []).append(out[0] if isinstance(out, tuple) else out)
+
+        return hook
+
+    hooks = [block.register_forward_hook(record(i)) for i, block in enumerate(decoder_blocks(model))]
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [torch.cat(outputs[i]) for i in sorted(outputs)]
+
+
 def own_block_outputs(model, tokens):
-    outputs = []
-    hooks = [
-        block.register_forward_hook(lambda m, a, out: outputs.append(out[0] if isinstance(out, tuple) else out))
-        for block in decoder_blocks(model)
-    ]
-    with torch.no_grad():
-        model(tokens, use_cache=False)
-    for hook in hooks:
-        hook.remove()
-    return outputs
+    return block_outputs(model, lambda: model(tokens, use_cache=False))
 
 
 def test_replay_reproduces_hidden_states(family, tokens):
     model = tiny_model(family)
-    expected = own_block_outputs(model, tokens)
-    replayed = []
-    final = sequential(model, tokens.split(4), lambda i, block, forward: replayed.append(torch.cat(forward())), quiet=True)
-    assert len(replayed) == len(decoder_blocks(model))
+    expected = own_block_outputs(model, tokens)  # a normal forward pass of the whole model
+    visited = []
+    replayed = block_outputs(model, lambda: sequential(
+        model, tokens.split(4), lambda i, block, forward: visited.append(i), quiet=True))
+    assert visited == list(range(len(decoder_blocks(model))))
+    assert len(replayed) == len(expected)
     for ours, theirs in zip(replayed, expected):
         torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
-    torch.testing.assert_close(torch.cat(final), expected[-1], rtol=0, atol=1e-6)
 
 
 def test_capture_records_every_argument_of_block_zero(tokens):
