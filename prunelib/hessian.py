@@ -55,3 +55,13 @@ def inverse_cholesky_upper(H: torch.Tensor, percdamp: float = 0.01, *, max_tries
                 return upper
         damp = max(damp, 1e-8) * 10.0
     raise PrunelibError(f"{name}: Hessian is not positive definite even with damping {damp / 10:.3g}")
+
+
+def relative_error(weight: torch.Tensor, new_weight: torch.Tensor, H: torch.Tensor) -> float:
+    """Relative layer-wise reconstruction error ``||W X - W' X||^2 / ||W X||^2``.
+
+    Computed from ``H = 2/n sum x x^T`` without the activations:
+    ``||D X||^2 = n/2 tr(D H D^T)`` for ``D = W - W'``, and the factor cancels.
+    """
+    W, D = weight.float(), weight.float() - new_weight.float()
+    return ((D @ H) * D).sum().item() / ((W @ H) * W).sum().item()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Sequence
 
@@ -10,6 +11,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .errors import PrunelibError
+from .hessian import relative_error
 from .masks import NM, check_nm_columns, check_sparsity
 from .methods import METHODS, STATISTIC, magnitude, sparsegpt, wanda
 from .models import block_linears, decoder_blocks, prunable_linears, set_weight_matrix, weight_matrix
@@ -38,7 +40,8 @@ def check_options(model: nn.Module, method: str, nm: NM | None, group: str | Non
 
 
 def _prune_linear(method, module, stat, sparsity, nm, group, options, name):
-    weight = weight_matrix(module)
+    """Prune one linear in place; returns its weight before pruning."""
+    weight = weight_matrix(module).detach().clone()
     if method == "magnitude":
         result = magnitude(weight, sparsity=sparsity, nm=nm, group=group or "matrix")
     elif method == "wanda":
@@ -46,6 +49,7 @@ def _prune_linear(method, module, stat, sparsity, nm, group, options, name):
     else:
         result = sparsegpt(weight, stat.H, sparsity=sparsity, nm=nm, name=name, **options)
     set_weight_matrix(module, result.weight)
+    return weight
 
 
 @torch.no_grad()
@@ -60,6 +64,7 @@ def prune_model(
     batch_size: int = 1,
     device: torch.device | str | None = None,
     quiet: bool = False,
+    measure_error: bool = False,
     **options,
 ) -> dict:
     """Prune every linear inside the decoder blocks of ``model`` in place.
@@ -68,7 +73,10 @@ def prune_model(
     ``sparsity`` is one fraction or one per block; ``nm`` (e.g. ``"2:4"``) overrides it.
     ``group`` sets the comparison group of magnitude/Wanda (``"matrix"`` or ``"row"``);
     ``options`` go to SparseGPT (``blocksize``, ``percdamp``).
-    Returns ``{"prune_seconds", "sparsity", "layers"}`` as measured after pruning.
+    With ``measure_error`` every linear's relative reconstruction error
+    ``||W X - W' X||^2 / ||W X||^2`` on its calibration inputs (those of the model pruned so
+    far) is reported under ``"errors"``; this needs calibration data for every method.
+    Returns ``{"prune_seconds", "sparsity", "layers"[, "errors"]}`` as measured after pruning.
     """
     nm = NM.parse(nm) if nm is not None else None
     check_options(model, method, nm, group)
@@ -76,25 +84,36 @@ def prune_model(
     sparsities = _per_block(0.0 if nm else sparsity, len(blocks))
     start = time.perf_counter()
 
-    if STATISTIC[method] is None:
+    errors: dict[str, float] = {}
+    if STATISTIC[method] is None and not measure_error:
         for index, block in enumerate(tqdm(blocks, desc=method, disable=quiet, unit="block")):
             for name, module in block_linears(block).items():
                 _prune_linear(method, module, None, sparsities[index], nm, group, options, f"{index}.{name}")
     else:
         if calibration is None:
-            raise PrunelibError(f"{method} needs calibration data")
-        make_stat = STAT_CLASSES[STATISTIC[method]]
+            raise PrunelibError(f"{method} needs calibration data" + (" to measure errors" if measure_error else ""))
+        kind = STATISTIC[method] or "hessian"
 
         def visit(index, block, forward):
             linears = block_linears(block)
-            with InputStatistics(linears, make_stat, where=f"block {index}") as stats:
+            with contextlib.ExitStack() as hooks:
+                stats = hooks.enter_context(InputStatistics(linears, STAT_CLASSES[kind], where=f"block {index}"))
+                hessians = stats
+                if measure_error and kind != "hessian":
+                    hessians = hooks.enter_context(InputStatistics(linears, HessianStat, where=f"block {index}"))
                 forward()
             for name, module in linears.items():
-                _prune_linear(method, module, stats[name], sparsities[index], nm, group, options, f"{index}.{name}")
+                where = f"{index}.{name}"
+                before = _prune_linear(method, module, stats[name], sparsities[index], nm, group, options, where)
+                if measure_error:
+                    errors[where] = relative_error(before, weight_matrix(module), hessians[name].H)
 
         sequential(model, calibration.split(batch_size), visit, device=device, quiet=quiet, desc=method)
 
-    return {"prune_seconds": time.perf_counter() - start, **measure_sparsity(model)}
+    report = {"prune_seconds": time.perf_counter() - start, **measure_sparsity(model)}
+    if measure_error:
+        report["errors"] = errors
+    return report
 
 
 def measure_sparsity(model: nn.Module) -> dict:

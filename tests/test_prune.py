@@ -110,3 +110,26 @@ def test_bad_input_is_refused_before_any_change(tokens, kwargs, message):
 def test_calibration_required(tokens):
     with pytest.raises(PrunelibError, match="calibration"):
         prune_model(tiny_model("llama"), None, method="wanda", quiet=True)
+
+
+def test_relative_error_from_hessian_equals_direct_computation():
+    from prunelib.hessian import relative_error
+    from prunelib.stats import HessianStat
+
+    X = torch.randn(3, 20, 16)
+    W, W_new = torch.randn(8, 16), torch.randn(8, 16)
+    stat = HessianStat(16)
+    stat.update(X)
+    flat = X.reshape(-1, 16)
+    direct = ((flat @ W.T - flat @ W_new.T) ** 2).sum() / ((flat @ W.T) ** 2).sum()
+    assert relative_error(W, W_new, stat.H) == pytest.approx(direct.item(), rel=1e-4)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_measure_error_reports_every_linear(tokens, method):
+    model = tiny_model("llama")
+    report = prune_model(model, tokens, method=method, sparsity=0.5, quiet=True, measure_error=True)
+    assert set(report["errors"]) == set(prunable_linears(model))
+    assert all(0 < e < 1.5 for e in report["errors"].values())
+    dense = prune_model(tiny_model("llama"), tokens, method=method, sparsity=0.0, quiet=True, measure_error=True)
+    assert all(e == pytest.approx(0, abs=1e-9) for e in dense["errors"].values())

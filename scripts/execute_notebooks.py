@@ -1,0 +1,49 @@
+"""Execute notebooks in place under a profile, and leave them clean for git.
+
+    PRUNEBOOK_PROFILE=cpu python scripts/execute_notebooks.py notebooks/*.ipynb
+
+Every code cell runs top to bottom in a fresh kernel (cwd = the notebook's folder); the saved
+notebook keeps outputs and execution counts but no per-run metadata (timings, widget state),
+so diffs show only what changed. Prints how long each notebook took.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+KEEP_NOTEBOOK_METADATA = ("kernelspec", "language_info", "prunebook")
+KEEP_CELL_METADATA = ("tags",)
+
+
+def clean(notebook: nbformat.NotebookNode) -> None:
+    notebook.metadata = {k: v for k, v in notebook.metadata.items() if k in KEEP_NOTEBOOK_METADATA}
+    for cell in notebook.cells:
+        cell.metadata = {k: v for k, v in cell.metadata.items() if k in KEEP_CELL_METADATA}
+        cell.pop("id", None) if notebook.nbformat_minor < 5 else None
+
+
+def execute(path: Path) -> float:
+    notebook = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    NotebookClient(notebook, timeout=None, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    seconds = time.perf_counter() - start
+    clean(notebook)
+    nbformat.write(notebook, path)
+    return seconds
+
+
+def main(paths: list[str]) -> None:
+    profile = os.environ.get("PRUNEBOOK_PROFILE", "cpu")
+    for name in paths:
+        seconds = execute(Path(name))
+        print(f"{name}: {seconds:.0f} s in profile {profile}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
