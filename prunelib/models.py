@@ -125,18 +125,32 @@ def _gguf_options(gguf_file: str) -> dict:
 
 
 @contextlib.contextmanager
-def _gguf_progress(enabled: bool):
-    """transformers' GGUF reader draws a plain tqdm bar that its logging switches do not reach."""
+def _loading_output(enabled: bool):
+    """Silence transformers' loading bars and warnings when asked.
+
+    The GGUF reader draws a plain tqdm bar that transformers' logging switches do not reach,
+    so its module-level ``tqdm`` is swapped for a disabled one while loading.
+    """
+    if enabled:
+        yield
+        return
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
 
     original = getattr(gguf_utils, "tqdm", None)
-    if not enabled and original is not None:
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    if original is not None:
         gguf_utils.tqdm = functools.partial(original, disable=True)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         if original is not None:
             gguf_utils.tqdm = original
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def load_model(name: str = DEFAULT_MODEL, *, dtype: str | torch.dtype = "auto", device: str = "cpu", quiet: bool = False):
@@ -150,8 +164,8 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: str | torch.dtype = "auto", 
     source, gguf_file = model_source(name)
     torch_dtype = resolve_dtype(dtype, device)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf_file} if gguf_file else {}))
-        with _gguf_progress(not quiet):
+        with _loading_output(not quiet):
+            tokenizer = AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf_file} if gguf_file else {}))
             model = AutoModelForCausalLM.from_pretrained(
                 source, dtype=torch_dtype, **(_gguf_options(gguf_file) if gguf_file else {})
             )

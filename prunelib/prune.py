@@ -8,7 +8,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .errors import PrunelibError
 from .hessian import relative_error

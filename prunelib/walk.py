@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .errors import NonFiniteActivationError
 from .models import block_path, decoder_blocks

@@ -21,11 +21,21 @@ KEEP_NOTEBOOK_METADATA = ("kernelspec", "language_info", "prunebook")
 KEEP_CELL_METADATA = ("tags",)
 
 
+# tqdm.auto, imported by transformers, warns on import when ipywidgets is absent; it says nothing
+# about the computation, so the saved notebook drops that one message.
+NOISE = "TqdmWarning: IProgress not found"
+
+
+def _is_noise(output) -> bool:
+    return output.get("output_type") == "stream" and output.get("name") == "stderr" and NOISE in "".join(output["text"])
+
+
 def clean(notebook: nbformat.NotebookNode) -> None:
     notebook.metadata = {k: v for k, v in notebook.metadata.items() if k in KEEP_NOTEBOOK_METADATA}
     for cell in notebook.cells:
         cell.metadata = {k: v for k, v in cell.metadata.items() if k in KEEP_CELL_METADATA}
-        cell.pop("id", None) if notebook.nbformat_minor < 5 else None
+        if cell.cell_type == "code":
+            cell.outputs = [output for output in cell.outputs if not _is_noise(output)]
 
 
 def execute(path: Path) -> float:
@@ -39,6 +49,12 @@ def execute(path: Path) -> float:
 
 
 def main(paths: list[str]) -> None:
+    if paths and paths[0] == "--clean-only":  # re-apply the cleaning rules without executing
+        for name in paths[1:]:
+            notebook = nbformat.read(name, as_version=4)
+            clean(notebook)
+            nbformat.write(notebook, name)
+        return
     profile = os.environ.get("PRUNEBOOK_PROFILE", "cpu")
     for name in paths:
         seconds = execute(Path(name))
