@@ -5,7 +5,7 @@ import torch
 
 from prunelib.errors import PrunelibError
 from prunelib.evaluate import perplexity
-from conftest import tiny_model
+from tiny_models import tiny_model
 
 
 def test_perplexity_equals_exp_of_models_own_mean_loss(family):

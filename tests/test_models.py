@@ -12,7 +12,7 @@ from prunelib.models import (
     set_weight_matrix,
     weight_matrix,
 )
-from conftest import FAMILIES, tiny_model
+from tiny_models import FAMILIES, tiny_model
 
 
 def test_every_family_has_blocks_and_linears(family):

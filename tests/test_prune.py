@@ -7,7 +7,7 @@ from prunelib.errors import PrunelibError
 from prunelib.masks import NM
 from prunelib.models import decoder_blocks, prunable_linears, weight_matrix
 from prunelib.prune import measure_sparsity, prune_model
-from conftest import tiny_model
+from tiny_models import tiny_model
 
 METHODS = ("magnitude", "wanda", "sparsegpt")
 

@@ -7,7 +7,7 @@ from prunelib.errors import NonFiniteActivationError
 from prunelib.models import block_linears, decoder_blocks
 from prunelib.stats import HessianStat
 from prunelib.walk import InputStatistics, capture_block_inputs, sequential
-from conftest import tiny_model
+from tiny_models import tiny_model
 
 
 def block_outputs(model, run):

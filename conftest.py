@@ -1,4 +1,6 @@
-"""nbval collection: skip notebooks that declare they need a GPU when none is present.
+"""Repository-wide pytest hooks.
+
+nbval collection: skip notebooks that declare they need a GPU when none is present.
 
 A notebook opts in with the metadata ``{"prunebook": {"requires_gpu": true}}``.
 """
