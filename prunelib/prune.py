@@ -75,7 +75,8 @@ def prune_model(
     ``options`` go to SparseGPT (``blocksize``, ``percdamp``).
     With ``measure_error`` every linear's relative reconstruction error
     ``||W X - W' X||^2 / ||W X||^2`` on its calibration inputs (those of the model pruned so
-    far) is reported under ``"errors"``; this needs calibration data for every method.
+    far) is reported under ``"errors"``; this needs calibration data for every method, and
+    ``prune_seconds`` then includes the extra Hessian accumulation.
     Returns ``{"prune_seconds", "sparsity", "layers"[, "errors"]}`` as measured after pruning.
     """
     nm = NM.parse(nm) if nm is not None else None
