@@ -10,7 +10,6 @@ output files are written atomically, so a failed run leaves nothing half-written
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -24,8 +23,8 @@ from . import __version__, data
 from .errors import PrunelibError
 from .evaluate import perplexity
 from .masks import NM, check_sparsity
-from .methods import METHODS
-from .models import DEFAULT_MODEL, load_model
+from .methods import METHODS, STATISTIC
+from .models import DEFAULT_MODEL, load_model, quiet_transformers
 from .provenance import model_bytes, model_record, now, peak_memory_bytes, reset_peak_memory, resident_memory_bytes, versions
 from .prune import check_options, measure_sparsity, prune_model
 
@@ -105,10 +104,14 @@ def save_model(model, tokenizer, directory: Path, overwrite: bool = False) -> No
         raise
 
 
+def _needs_calibration(args) -> bool:
+    return STATISTIC.get(getattr(args, "method", "dense")) is not None
+
+
 def _check_data(args) -> None:
     """Read the data files before the model loads, so a missing file fails in a second (cached)."""
     data.wikitext2(args.split)
-    if getattr(args, "method", "dense") not in ("dense", "magnitude"):
+    if _needs_calibration(args):
         data.c4_documents()
 
 
@@ -123,7 +126,7 @@ def run_prune(args) -> dict:
     record = {"command": "prune", "model": model_record(args.model, model), "method": args.method, "prune_seconds": 0.0}
     memory = {"model_bytes": model_bytes(model)}
     calibration = None
-    if args.method not in ("dense", "magnitude"):
+    if _needs_calibration(args):
         calibration, record["calibration"] = data.c4_calibration(tokenizer, args.nsamples, args.calib_seqlen, args.seed)
         memory["calibration_activation_bytes"] = (
             calibration.numel() * model.config.hidden_size * torch.finfo(model.dtype).bits // 8
@@ -169,30 +172,11 @@ def run_eval(args) -> dict:
     return {"command": "eval", "model": model_record(args.model, model), **_summary(model, ppl, eval_source, args)}
 
 
-@contextlib.contextmanager
-def _quiet(enabled: bool):
-    """Silence transformers' logging and progress bars while a quiet command runs."""
-    if not enabled:
-        yield
-        return
-    from transformers.utils import logging as hf_logging
-
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with _quiet(args.quiet):
+        with quiet_transformers(args.quiet):
             record = run_prune(args) if args.command == "prune" else run_eval(args)
     except PrunelibError as error:
         print(f"prunelib: error: {error}", file=sys.stderr)

@@ -125,32 +125,42 @@ def _gguf_options(gguf_file: str) -> dict:
 
 
 @contextlib.contextmanager
-def _loading_output(enabled: bool):
-    """Silence transformers' loading bars and warnings when asked.
-
-    The GGUF reader draws a plain tqdm bar that transformers' logging switches do not reach,
-    so its module-level ``tqdm`` is swapped for a disabled one while loading.
-    """
-    if enabled:
+def quiet_transformers(enabled: bool = True):
+    """Silence transformers' logging and progress bars inside the block (when ``enabled``)."""
+    if not enabled:
         yield
         return
-    import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers.utils import logging as hf_logging
 
-    original = getattr(gguf_utils, "tqdm", None)
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    if original is not None:
-        gguf_utils.tqdm = functools.partial(original, disable=True)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
         yield
     finally:
-        if original is not None:
-            gguf_utils.tqdm = original
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def _quiet_loading(enabled: bool):
+    """:func:`quiet_transformers`, plus the GGUF reader's plain tqdm bar, which transformers'
+    logging switches do not reach: its module-level ``tqdm`` is swapped for a disabled one."""
+    if not enabled:
+        yield
+        return
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    original = getattr(gguf_utils, "tqdm", None)
+    if original is not None:
+        gguf_utils.tqdm = functools.partial(original, disable=True)
+    try:
+        with quiet_transformers():
+            yield
+    finally:
+        if original is not None:
+            gguf_utils.tqdm = original
 
 
 def load_model(name: str = DEFAULT_MODEL, *, dtype: str | torch.dtype = "auto", device: str = "cpu", quiet: bool = False):
@@ -164,7 +174,7 @@ def load_model(name: str = DEFAULT_MODEL, *, dtype: str | torch.dtype = "auto", 
     source, gguf_file = model_source(name)
     torch_dtype = resolve_dtype(dtype, device)
     try:
-        with _loading_output(not quiet):
+        with _quiet_loading(quiet):
             tokenizer = AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf_file} if gguf_file else {}))
             model = AutoModelForCausalLM.from_pretrained(
                 source, dtype=torch_dtype, **(_gguf_options(gguf_file) if gguf_file else {})
