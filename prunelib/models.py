@@ -36,6 +36,23 @@ SUPPORTED_FAMILIES = tuple(BLOCK_PATHS)
 
 
 @dataclass(frozen=True)
+class MlpLayout:
+    """Where a family keeps its MLP channels (paths relative to a decoder block)."""
+
+    producers: tuple[str, ...]  #: linears whose output rows are the channels
+    consumer: str  #: the linear whose input columns are the channels
+    config_key: str  #: config field holding the channel count
+
+
+MLP_LAYOUTS = {
+    **{family: MlpLayout(("mlp.gate_proj", "mlp.up_proj"), "mlp.down_proj", "intermediate_size")
+       for family in ("llama", "mistral", "qwen2", "qwen3")},
+    "opt": MlpLayout(("fc1",), "fc2", "ffn_dim"),
+    "gpt2": MlpLayout(("mlp.c_fc",), "mlp.c_proj", "n_inner"),
+}
+
+
+@dataclass(frozen=True)
 class EmbeddedModel:
     """A model shipped as a GGUF file inside a PyPI wheel."""
 

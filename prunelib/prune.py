@@ -13,8 +13,9 @@ from tqdm import tqdm
 from .errors import PrunelibError
 from .hessian import relative_error
 from .masks import NM, check_nm_columns, check_sparsity
-from .methods import METHODS, STATISTIC, magnitude, sparsegpt, wanda
-from .models import block_linears, decoder_blocks, prunable_linears, set_weight_matrix, weight_matrix
+from .methods import METHODS, STATISTIC, magnitude, sparsegpt, wanda, wanda_scores
+from .models import MLP_LAYOUTS, block_linears, decoder_blocks, prunable_linears, set_weight_matrix, weight_matrix
+from .nm import permute_mlp_channels, search_permutation
 from .stats import HessianStat, InputNormStat
 from .walk import InputStatistics, sequential
 
@@ -65,6 +66,7 @@ def prune_model(
     device: torch.device | str | None = None,
     quiet: bool = False,
     measure_error: bool = False,
+    permute: bool = False,
     **options,
 ) -> dict:
     """Prune every linear inside the decoder blocks of ``model`` in place.
@@ -77,10 +79,16 @@ def prune_model(
     ``||W X - W' X||^2 / ||W X||^2`` on its calibration inputs (those of the model pruned so
     far) is reported under ``"errors"``; this needs calibration data for every method, and
     ``prune_seconds`` then includes the extra Hessian accumulation.
+    With ``permute`` (N:M only) the MLP channels of each block are first reordered by
+    :func:`prunelib.nm.search_permutation` on the down projection's scores, which leaves the
+    model's function unchanged and lets the N:M mask keep more of the score.
     Returns ``{"prune_seconds", "sparsity", "layers"[, "errors"]}`` as measured after pruning.
     """
     nm = NM.parse(nm) if nm is not None else None
     check_options(model, method, nm, group)
+    if permute and nm is None:
+        raise PrunelibError("permute reorders channels for an N:M pattern; pass nm as well")
+    family = model.config.model_type
     blocks = decoder_blocks(model)
     sparsities = _per_block(0.0 if nm else sparsity, len(blocks))
     start = time.perf_counter()
@@ -88,6 +96,8 @@ def prune_model(
     errors: dict[str, float] = {}
     if STATISTIC[method] is None and not measure_error:
         for index, block in enumerate(tqdm(blocks, desc=method, disable=quiet, unit="block")):
+            if permute:
+                _permute_channels(block, family, method, None, nm)
             for name, module in block_linears(block).items():
                 _prune_linear(method, module, None, sparsities[index], nm, group, options, f"{index}.{name}")
     else:
@@ -103,6 +113,8 @@ def prune_model(
                 if measure_error and kind != "hessian":
                     hessians = hooks.enter_context(InputStatistics(linears, HessianStat, where=f"block {index}"))
                 forward()
+            if permute:
+                _permute_channels(block, family, method, stats, nm)
             for name, module in linears.items():
                 where = f"{index}.{name}"
                 before = _prune_linear(method, module, stats[name], sparsities[index], nm, group, options, where)
@@ -115,6 +127,26 @@ def prune_model(
     if measure_error:
         report["errors"] = errors
     return report
+
+
+def _permute_channels(block, family, method, stats, nm) -> None:
+    """Reorder the block's MLP channels for ``nm`` by the method's scores of the down projection,
+    permuting that projection's input statistic along with its columns."""
+    consumer_name = MLP_LAYOUTS[family].consumer
+    W = weight_matrix(block.get_submodule(consumer_name))
+    stat = stats[consumer_name] if stats is not None else None
+    if method == "magnitude":
+        scores = W.abs()
+    elif method == "wanda":
+        scores = wanda_scores(W, stat.norms)
+    else:  # the diagonal of H stands in for the inverse-Hessian saliency
+        scores = wanda_scores(W, stat.H.diagonal())
+    perm = search_permutation(scores, nm)
+    permute_mlp_channels(block, family, perm)
+    if stat is not None and hasattr(stat, "norms"):
+        stat.norms = stat.norms[perm]
+    if stat is not None and hasattr(stat, "H"):
+        stat.H = stat.H[perm][:, perm]
 
 
 def measure_sparsity(model: nn.Module) -> dict:

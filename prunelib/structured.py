@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -37,25 +37,12 @@ from .methods.structured import (
     refit_columns,
     structured_mask,
 )
-from .models import Conv1D, block_linears, decoder_blocks, set_weight_matrix, weight_matrix
+from .models import MLP_LAYOUTS, Conv1D, block_linears, decoder_blocks, set_weight_matrix, weight_matrix
 from .prune import measure_sparsity
 from .stats import HessianStat, InputNormStat
 from .walk import InputStatistics, sequential
 
 
-@dataclass(frozen=True)
-class MlpLayout:
-    producers: tuple[str, ...]  #: linears whose output rows are the channels
-    consumer: str  #: the linear whose input columns are the channels
-    config_key: str  #: config field holding the channel count
-
-
-MLP_LAYOUTS = {
-    **{family: MlpLayout(("mlp.gate_proj", "mlp.up_proj"), "mlp.down_proj", "intermediate_size")
-       for family in ("llama", "mistral", "qwen2", "qwen3")},
-    "opt": MlpLayout(("fc1",), "fc2", "ffn_dim"),
-    "gpt2": MlpLayout(("mlp.c_fc",), "mlp.c_proj", "n_inner"),
-}
 #: families whose config has ``head_dim`` separate from ``hidden_size / heads``
 HEAD_FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
 

@@ -1,0 +1,148 @@
+r"""Channel permutation for N:M sparsity (Pool and Yu, 2021).
+
+An N:M mask keeps the ``n`` best of every ``m`` *consecutive* input columns. When two
+important columns sit in the same group, one of them must go, although a less important
+column elsewhere could have gone instead. Reordering the input columns of ``W`` ``(out, in)``
+by a permutation ``p`` changes which columns share a group; the layer computes the same
+function if its input is permuted the same way, which is free when the input is produced by
+another linear: permute that producer's output rows. In a Llama MLP, permuting the rows of
+``gate_proj`` and ``up_proj`` and the columns of ``down_proj`` together leaves the block's
+output unchanged exactly.
+
+The objective is the retained score :math:`\sum_{\text{rows}} \sum_{\text{groups}}
+\text{top}_n(S_{\text{row}, \text{group}})` for a score matrix ``S`` (``|W|``, Wanda's
+``|W| * ||X||``, ...). The search:
+
+1. start from the better of the identity and a *striped* order (columns sorted by total
+   score and dealt round-robin to the groups, so the strongest columns land in different groups);
+2. improve it by swapping pairs of columns between groups: evaluate the exact gain of many
+   candidate swaps at once and apply the best ones that touch disjoint groups (their gains
+   add up), until a round finds no improving swap.
+
+With ``exhaustive=True`` each round evaluates every pair, so the result is a local optimum
+under single swaps (affordable for small matrices; the tests check it against brute force).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import PrunelibError
+from .masks import NM, check_nm_columns
+from .models import MLP_LAYOUTS, set_weight_matrix, weight_matrix
+
+
+def retained_score(scores: torch.Tensor, pattern: NM) -> torch.Tensor:
+    """Sum over rows and groups of the ``n`` largest of each group of ``m`` consecutive columns."""
+    rows, cols = scores.shape
+    check_nm_columns(pattern, cols)
+    return scores.reshape(rows, cols // pattern.m, pattern.m).topk(pattern.n, dim=-1).values.sum()
+
+
+def striped_order(scores: torch.Tensor, pattern: NM) -> torch.Tensor:
+    """Columns by descending total score, dealt round-robin to the ``in / m`` groups."""
+    cols = scores.shape[1]
+    groups = cols // pattern.m
+    ranked = torch.argsort(scores.sum(0), descending=True, stable=True)
+    # rank r goes to slot (r // groups) of group (r % groups)
+    return ranked.view(pattern.m, groups).T.reshape(-1)
+
+
+def _group_values(grouped: torch.Tensor, pattern: NM) -> torch.Tensor:
+    """``(G, rows, m)`` -> per-group retained score ``(G,)``."""
+    return grouped.topk(pattern.n, dim=-1).values.sum((-1, -2))
+
+
+def _swap_gains(S: torch.Tensor, pattern: NM, a: torch.Tensor, b: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """Exact gain in retained score of swapping column positions ``a[k]`` and ``b[k]`` (different groups).
+
+    ``S`` is the currently permuted score matrix ``(rows, in)``; ``base`` the per-group scores.
+    """
+    m = pattern.m
+    ga, gb = a // m, b // m
+    members = torch.arange(m, device=S.device)
+    cols_a = ga.unsqueeze(1) * m + members  # (P, m) positions in group A
+    cols_b = gb.unsqueeze(1) * m + members
+    # replace a by b inside group A, and b by a inside group B
+    cols_a = torch.where(cols_a == a.unsqueeze(1), b.unsqueeze(1), cols_a)
+    cols_b = torch.where(cols_b == b.unsqueeze(1), a.unsqueeze(1), cols_b)
+    new_a = _group_values(S[:, cols_a].permute(1, 0, 2), pattern)
+    new_b = _group_values(S[:, cols_b].permute(1, 0, 2), pattern)
+    return new_a + new_b - base[ga] - base[gb]
+
+
+def search_permutation(
+    scores: torch.Tensor,
+    pattern: NM | str,
+    *,
+    rounds: int = 100,
+    candidates: int = 4096,
+    exhaustive: bool = False,
+    seed: int = 0,
+) -> torch.Tensor:
+    """A permutation ``p`` of the input columns of ``scores`` ``(out, in)`` such that
+    ``retained_score(scores[:, p])`` is at least that of the identity (usually much higher).
+
+    Each round samples ``candidates`` column pairs from different groups (all pairs when
+    ``exhaustive``), computes their exact gains and applies the best group-disjoint improving
+    swaps; the search stops after ``rounds`` rounds or when a round finds no improving swap.
+    """
+    pattern = NM.parse(pattern)
+    scores = scores.float()
+    rows, cols = scores.shape
+    check_nm_columns(pattern, cols)
+    if rounds < 0 or candidates < 1:
+        raise PrunelibError("rounds must be >= 0 and candidates >= 1")
+    groups = cols // pattern.m
+    identity = torch.arange(cols, device=scores.device)
+    perm = identity
+    if groups < 2:
+        return perm
+    striped = striped_order(scores, pattern)
+    if retained_score(scores[:, striped], pattern) > retained_score(scores, pattern):
+        perm = striped
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    if exhaustive:
+        a_all, b_all = torch.triu_indices(cols, cols, offset=1, device=scores.device)
+        different = a_all // pattern.m != b_all // pattern.m
+        a_all, b_all = a_all[different], b_all[different]
+
+    for _ in range(rounds):
+        S = scores[:, perm]
+        base = _group_values(S.reshape(rows, groups, pattern.m).permute(1, 0, 2), pattern)
+        if exhaustive:
+            a, b = a_all, b_all
+        else:
+            a = torch.randint(cols, (candidates,), generator=generator).to(scores.device)
+            b = torch.randint(cols, (candidates,), generator=generator).to(scores.device)
+            keep = a // pattern.m != b // pattern.m
+            a, b = a[keep], b[keep]
+        gains = torch.cat([_swap_gains(S, pattern, a[i:i + 8192], b[i:i + 8192], base) for i in range(0, a.numel(), 8192)])
+        # a relative threshold so that float round-off never counts as an improvement
+        tolerance = 1e-6 * base.abs().max().clamp_min(1e-30)
+        order = torch.argsort(gains, descending=True)
+        order = order[gains[order] > tolerance]
+        if order.numel() == 0:
+            break
+        used = torch.zeros(groups, dtype=torch.bool)
+        perm = perm.clone()
+        for k in order.tolist():
+            i, j = int(a[k]), int(b[k])
+            if used[i // pattern.m] or used[j // pattern.m]:
+                continue
+            used[i // pattern.m] = used[j // pattern.m] = True
+            perm[i], perm[j] = perm[j].clone(), perm[i].clone()
+    return perm
+
+
+def permute_mlp_channels(block: torch.nn.Module, family: str, perm: torch.Tensor) -> None:
+    """Reorder the MLP channels of ``block`` in place by ``perm``: producers' output rows and
+    the consumer's input columns together, which leaves the block's function unchanged."""
+    layout = MLP_LAYOUTS[family]
+    for path in layout.producers:
+        module = block.get_submodule(path)
+        set_weight_matrix(module, weight_matrix(module)[perm].contiguous())
+        if module.bias is not None:
+            module.bias.data = module.bias.data[perm].contiguous()
+    consumer = block.get_submodule(layout.consumer)
+    set_weight_matrix(consumer, weight_matrix(consumer)[:, perm].contiguous())
