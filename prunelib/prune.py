@@ -15,7 +15,7 @@ from .hessian import relative_error
 from .masks import NM, check_nm_columns, check_sparsity
 from .methods import METHODS, STATISTIC, magnitude, sparsegpt, wanda, wanda_scores
 from .models import MLP_LAYOUTS, block_linears, decoder_blocks, prunable_linears, set_weight_matrix, weight_matrix
-from .nm import permute_mlp_channels, search_permutation
+from .nm import permute_mlp_channels, retained_score, search_permutation
 from .stats import HessianStat, InputNormStat
 from .walk import InputStatistics, sequential
 
@@ -81,7 +81,8 @@ def prune_model(
     ``prune_seconds`` then includes the extra Hessian accumulation.
     With ``permute`` (N:M only) the MLP channels of each block are first reordered by
     :func:`prunelib.nm.search_permutation` on the down projection's scores, which leaves the
-    model's function unchanged and lets the N:M mask keep more of the score.
+    model's function unchanged and lets the N:M mask keep more of the score; the fraction of
+    the score kept with and without the permutation is reported under ``"retained_score"``.
     Returns ``{"prune_seconds", "sparsity", "layers"[, "errors"]}`` as measured after pruning.
     """
     nm = NM.parse(nm) if nm is not None else None
@@ -89,6 +90,8 @@ def prune_model(
     if permute and nm is None:
         raise PrunelibError("permute reorders channels for an N:M pattern; pass nm as well")
     family = model.config.model_type
+    consumer = MLP_LAYOUTS[family].consumer if permute else None
+    retained: dict[str, dict] = {}
     blocks = decoder_blocks(model)
     sparsities = _per_block(0.0 if nm else sparsity, len(blocks))
     start = time.perf_counter()
@@ -97,7 +100,7 @@ def prune_model(
     if STATISTIC[method] is None and not measure_error:
         for index, block in enumerate(tqdm(blocks, desc=method, disable=quiet, unit="block")):
             if permute:
-                _permute_channels(block, family, method, None, nm)
+                retained[f"{index}.{consumer}"] = _permute_channels(block, family, method, None, nm)
             for name, module in block_linears(block).items():
                 _prune_linear(method, module, None, sparsities[index], nm, group, options, f"{index}.{name}")
     else:
@@ -114,7 +117,7 @@ def prune_model(
                     hessians = hooks.enter_context(InputStatistics(linears, HessianStat, where=f"block {index}"))
                 forward()
             if permute:
-                _permute_channels(block, family, method, stats, nm)
+                retained[f"{index}.{consumer}"] = _permute_channels(block, family, method, stats, nm)
             for name, module in linears.items():
                 where = f"{index}.{name}"
                 before = _prune_linear(method, module, stats[name], sparsities[index], nm, group, options, where)
@@ -126,12 +129,16 @@ def prune_model(
     report = {"prune_seconds": time.perf_counter() - start, **measure_sparsity(model)}
     if measure_error:
         report["errors"] = errors
+    if permute:
+        report["retained_score"] = retained
     return report
 
 
-def _permute_channels(block, family, method, stats, nm) -> None:
+def _permute_channels(block, family, method, stats, nm) -> dict:
     """Reorder the block's MLP channels for ``nm`` by the method's scores of the down projection,
-    permuting that projection's input statistic along with its columns."""
+    permuting that projection's input statistic along with its columns.
+
+    Returns the fraction of the total score the N:M mask retains before and after."""
     consumer_name = MLP_LAYOUTS[family].consumer
     W = weight_matrix(block.get_submodule(consumer_name))
     stat = stats[consumer_name] if stats is not None else None
@@ -142,11 +149,15 @@ def _permute_channels(block, family, method, stats, nm) -> None:
     else:  # the diagonal of H stands in for the inverse-Hessian saliency
         scores = wanda_scores(W, stat.H.diagonal())
     perm = search_permutation(scores, nm)
+    total = scores.sum().item()
+    retained = {"identity": retained_score(scores, nm).item() / total,
+                "permuted": retained_score(scores[:, perm], nm).item() / total}
     permute_mlp_channels(block, family, perm)
     if stat is not None and hasattr(stat, "norms"):
         stat.norms = stat.norms[perm]
     if stat is not None and hasattr(stat, "H"):
         stat.H = stat.H[perm][:, perm]
+    return retained
 
 
 def measure_sparsity(model: nn.Module) -> dict:

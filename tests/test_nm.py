@@ -113,12 +113,17 @@ def test_permutation_keeps_more_magnitude_in_the_down_projection(family, tokens)
     plain, permuted = tiny_model(family), tiny_model(family)
     dense = tiny_model(family)
     prune_model(plain, tokens, method="magnitude", nm="2:4", quiet=True)
-    prune_model(permuted, tokens, method="magnitude", nm="2:4", permute=True, quiet=True)
+    report = prune_model(permuted, tokens, method="magnitude", nm="2:4", permute=True, quiet=True)
     consumer = MLP_LAYOUTS[family].consumer
+    assert set(report["retained_score"]) == {f"{i}.{consumer}" for i in range(len(decoder_blocks(dense)))}
     for index in range(len(decoder_blocks(dense))):
         kept_plain = weight_matrix(decoder_blocks(plain)[index].get_submodule(consumer)).abs().sum()
         kept_permuted = weight_matrix(decoder_blocks(permuted)[index].get_submodule(consumer)).abs().sum()
         assert kept_permuted > kept_plain
+        fractions = report["retained_score"][f"{index}.{consumer}"]
+        total = weight_matrix(decoder_blocks(dense)[index].get_submodule(consumer)).abs().sum()
+        assert fractions["identity"] == pytest.approx((kept_plain / total).item(), rel=1e-5)
+        assert fractions["permuted"] == pytest.approx((kept_permuted / total).item(), rel=1e-5)
 
 
 def test_permute_needs_an_nm_pattern(tokens):
