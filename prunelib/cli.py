@@ -1,6 +1,8 @@
 """The ``prunelib`` command: prune and evaluate a model, or evaluate a saved one.
 
     prunelib prune --model smollm2-135m --method wanda --sparsity 0.5 --json out.json
+    prunelib prune --method sparsegpt --nm 2:4 --permute      # N:M with channel permutation
+    prunelib shrink --mlp 0.25 --refit --save smaller-model    # remove MLP channels / heads for real
     prunelib eval --model pruned-dir --max-windows 40
 
 Every bad input is refused before work starts, with one line on stderr and exit status 2;
@@ -27,6 +29,7 @@ from .methods import METHODS, STATISTIC
 from .models import DEFAULT_MODEL, load_model, quiet_transformers
 from .provenance import model_bytes, model_record, now, peak_memory_bytes, reset_peak_memory, resident_memory_bytes, versions
 from .prune import check_options, measure_sparsity, prune_model
+from .structured import prune_structured
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +44,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_calibration(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nsamples", type=int, default=64, help="calibration sequences (default 64)")
+    parser.add_argument("--calib-seqlen", type=int, default=1024, help="calibration sequence length (default 1024)")
+    parser.add_argument("--seed", type=int, default=0, help="calibration sampling seed")
+    parser.add_argument("--batch-size", type=int, default=1, help="calibration sequences per forward pass (default 1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prunelib", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"prunelib {__version__}")
@@ -52,11 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--sparsity", type=float, default=0.5, help="fraction of weights to zero, in [0, 1)")
     prune.add_argument("--nm", default=None, help="N:M pattern such as 2:4 (keep N of every M); overrides --sparsity")
     prune.add_argument("--group", default=None, choices=("matrix", "row"), help="comparison group of magnitude/wanda")
-    prune.add_argument("--nsamples", type=int, default=64, help="calibration sequences (default 64)")
-    prune.add_argument("--calib-seqlen", type=int, default=1024, help="calibration sequence length (default 1024)")
-    prune.add_argument("--seed", type=int, default=0, help="calibration sampling seed")
-    prune.add_argument("--batch-size", type=int, default=1, help="calibration sequences per forward pass (default 1)")
+    prune.add_argument("--permute", action="store_true", help="reorder MLP channels before an N:M mask (needs --nm)")
+    _add_calibration(prune)
     prune.add_argument("--save", type=Path, default=None, help="save the pruned model as a HF directory")
+
+    shrink = commands.add_parser("shrink", help="remove MLP channels and attention heads (a smaller model), evaluate")
+    _add_common(shrink)
+    shrink.add_argument("--mlp", type=float, default=0.0, help="fraction of MLP channels to remove in every block")
+    shrink.add_argument("--heads", type=float, default=0.0, help="fraction of attention heads to remove in every block")
+    shrink.add_argument("--heads-mode", default="query", choices=("query", "group"),
+                        help="query: the same number of query heads per KV group; group: whole KV groups")
+    shrink.add_argument("--refit", action="store_true", help="least-squares refit of the down / o projections")
+    _add_calibration(shrink)
+    shrink.add_argument("--save", type=Path, default=None, help="save the smaller model as a HF directory")
 
     evaluate = commands.add_parser("eval", help="evaluate the WikiText-2 perplexity of a model")
     _add_common(evaluate)
@@ -72,11 +90,17 @@ def _check_outputs(args) -> None:
 def _check_prune_args(args) -> NM | None:
     if args.method == "dense" and (args.nm or args.group):
         raise PrunelibError("--nm and --group do not apply to --method dense")
+    if args.permute and not args.nm:
+        raise PrunelibError("--permute reorders channels for an N:M pattern; pass --nm as well")
     check_sparsity(args.sparsity)
+    _check_calibration_args(args)
+    return NM.parse(args.nm) if args.nm else None
+
+
+def _check_calibration_args(args) -> None:
     for option in ("nsamples", "calib_seqlen", "eval_seqlen", "batch_size"):
         if getattr(args, option) < 1:
             raise PrunelibError(f"--{option.replace('_', '-')} must be positive")
-    return NM.parse(args.nm) if args.nm else None
 
 
 def write_json(path: Path, record: dict) -> None:
@@ -105,7 +129,7 @@ def save_model(model, tokenizer, directory: Path, overwrite: bool = False) -> No
 
 
 def _needs_calibration(args) -> bool:
-    return STATISTIC.get(getattr(args, "method", "dense")) is not None
+    return args.command == "shrink" or STATISTIC.get(getattr(args, "method", "dense")) is not None
 
 
 def _check_data(args) -> None:
@@ -137,10 +161,34 @@ def run_prune(args) -> dict:
         record.update(sparsity_target=nm.sparsity if nm else args.sparsity, nm=str(nm) if nm else None, group=args.group)
         record["prune_seconds"] = prune_model(
             model, calibration, method=args.method, sparsity=args.sparsity, nm=nm, group=args.group,
-            batch_size=args.batch_size, device=args.device, quiet=args.quiet,
+            batch_size=args.batch_size, device=args.device, quiet=args.quiet, permute=args.permute,
         )["prune_seconds"]
+        record["permute"] = args.permute
     memory["prune_peak_bytes"] = peak_memory_bytes(args.device)
     record["memory"] = memory
+    ppl = perplexity(model, eval_tokens, seqlen=args.eval_seqlen, max_windows=args.max_windows, quiet=args.quiet)
+    record.update(_summary(model, ppl, eval_source, args))
+    if args.save is not None:
+        save_model(model, tokenizer, args.save, args.overwrite)
+        record["saved_to"] = str(args.save)
+    return record
+
+
+def run_shrink(args) -> dict:
+    check_sparsity(args.mlp)
+    check_sparsity(args.heads)
+    if not (args.mlp or args.heads):
+        raise PrunelibError("nothing to remove: pass --mlp and/or --heads")
+    _check_calibration_args(args)
+    _check_outputs(args)
+    _check_data(args)
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, quiet=args.quiet)
+    eval_tokens, eval_source = data.wikitext2_tokens(tokenizer, args.split)
+    calibration, calibration_source = data.c4_calibration(tokenizer, args.nsamples, args.calib_seqlen, args.seed)
+    report = prune_structured(model, calibration, mlp=args.mlp, heads=args.heads, heads_mode=args.heads_mode,
+                              refit=args.refit, batch_size=args.batch_size, device=args.device, quiet=args.quiet)
+    record = {"command": "shrink", "model": model_record(args.model, model), "calibration": calibration_source,
+              "options": {k: getattr(args, k) for k in ("mlp", "heads", "heads_mode", "refit")}, **report}
     ppl = perplexity(model, eval_tokens, seqlen=args.eval_seqlen, max_windows=args.max_windows, quiet=args.quiet)
     record.update(_summary(model, ppl, eval_source, args))
     if args.save is not None:
@@ -177,15 +225,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with quiet_transformers(args.quiet):
-            record = run_prune(args) if args.command == "prune" else run_eval(args)
+            record = {"prune": run_prune, "shrink": run_shrink, "eval": run_eval}[args.command](args)
     except PrunelibError as error:
         print(f"prunelib: error: {error}", file=sys.stderr)
         return 2
     if args.json is not None:
         write_json(args.json, record)
-    summary = {k: record[k] for k in ("ppl", "sparsity", "eval_seconds") if k in record}
+    summary = {k: record[k] for k in ("ppl", "sparsity", "eval_seconds", "parameters_after") if k in record}
     summary["prune_seconds"] = record.get("prune_seconds")
-    print(json.dumps({"model": args.model, "method": record.get("method", "eval"), **summary}))
+    print(json.dumps({"model": args.model, "method": record.get("method", args.command), **summary}))
     return 0
 
 

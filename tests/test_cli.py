@@ -22,6 +22,7 @@ FAST = ["--nsamples", "4", "--calib-seqlen", "128", "--eval-seqlen", "256", "--m
         (["--method", "dense", "--nm", "2:4"], "dense"),
         (["--method", "wanda", "--nsamples", "0"], "nsamples"),
         (["--method", "wanda", "--model", "./no/such/dir"], "not found"),
+        (["--method", "wanda", "--permute"], "--nm"),
     ],
 )
 def test_bad_input_one_error_nothing_written(tmp_path, capsys, argv, message):
@@ -92,3 +93,29 @@ def test_prune_save_reload_same_zeros_and_perplexity(tmp_path, capsys):
     dense, _ = load_model("smollm2-135m")
     assert not torch.equal(weight_matrix(prunable_linears(dense)["0.mlp.up_proj"]),
                            weight_matrix(prunable_linears(reloaded)["0.mlp.up_proj"]))
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [([], "nothing to remove"), (["--mlp", "1.5"], "sparsity"), (["--mlp", "0.5", "--nsamples", "0"], "nsamples")],
+)
+def test_shrink_refuses_bad_input(tmp_path, capsys, argv, message):
+    assert main(["shrink", *FAST, *argv, "--json", str(tmp_path / "r.json")]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.slow
+def test_shrink_saves_a_smaller_model_that_reloads(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    saved, record_file = tmp_path / "smaller", tmp_path / "record.json"
+    assert main(["shrink", "--mlp", "0.25", "--heads", "0.34", "--refit", *FAST,
+                 "--save", str(saved), "--json", str(record_file)]) == 0
+    record = json.loads(record_file.read_text())
+    reloaded = AutoModelForCausalLM.from_pretrained(saved)
+    config = reloaded.config
+    assert (config.intermediate_size, config.num_attention_heads, config.num_key_value_heads) == (1152, 6, 3)
+    assert sum(p.numel() for p in reloaded.parameters()) == record["parameters_after"] < record["parameters_before"]
+    assert main(["eval", "--model", str(saved), "--eval-seqlen", "256", "--max-windows", "2", "--quiet",
+                 "--json", str(tmp_path / "eval.json")]) == 0
+    assert json.loads((tmp_path / "eval.json").read_text())["ppl"] == pytest.approx(record["ppl"], rel=1e-6)
