@@ -4,7 +4,8 @@
 #   make test       set up, then run the unit tests and every notebook under nbval (profile ci)
 #   make notebooks  re-execute every notebook in place in PROFILE (default cpu) to refresh outputs
 #   make demo       prune the embedded model with Wanda to 50% and evaluate it (the CLI)
-#   make bench      the core CPU benchmark (resumable)
+#   make bench      the CPU benchmarks (resumable): core methods, structured pruning, storage formats, CSR
+#   make bench-gpu  the 2:4 semi-structured speed benchmark (needs an NVIDIA GPU and a CUDA torch)
 #
 # `make setup` is idempotent: it only re-runs when pyproject.toml changes (or the venv is removed).
 # torch is installed *first* and pinned to the CPU wheel torch==2.13.0, and only when the venv
@@ -22,7 +23,7 @@ STAMP        = $(VENV)/.prunelib-setup
 # MathJax served with the book, so equations render without a CDN (offline readers, browser test)
 MATHJAX      = .cache/static/mathjax/tex-chtml-full.js
 
-.PHONY: setup browser test book notebooks demo bench clean distclean
+.PHONY: setup browser test book notebooks demo bench bench-gpu clean distclean
 
 setup: $(STAMP) $(MATHJAX)
 
@@ -62,6 +63,14 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/core_cpu.py
+	$(PY) benchmarks/structured_cpu.py
+	$(PY) benchmarks/formats_table.py
+	# timings: run these two on an otherwise idle machine
+	$(PY) benchmarks/structured_speed.py
+	test -f results/speed/cpu_csr.json || $(PY) -m prunelib.speed cpu-csr --out results/speed/cpu_csr.json
+
+bench-gpu: setup
+	$(PY) -m prunelib.speed gpu --out results/speed/gpu_24.json
 
 clean:
 	rm -rf _build build dist .pytest_cache *.egg-info
