@@ -1,0 +1,100 @@
+"""Cached experiment runs: the same definition reuses its file, any change recomputes."""
+
+import dataclasses
+import json
+
+import pytest
+
+from prunelib import experiments
+from prunelib.errors import PrunelibError
+from prunelib.experiments import Run
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Replace the expensive computation by a record of which runs were computed."""
+    calls = []
+
+    def fake_compute(spec, quiet=False):
+        calls.append(spec)
+        return {"name": spec.name, "key": spec.key, "run": spec.definition(), "ppl": float(len(calls))}
+
+    monkeypatch.setattr(experiments, "compute", fake_compute)
+    return calls
+
+
+def test_same_run_reuses_its_file(tmp_path, counted):
+    spec = Run(method="wanda", sparsity=0.5)
+    first = experiments.run(spec, root=tmp_path)
+    second = experiments.run(Run(method="wanda", sparsity=0.5), root=tmp_path)
+    assert len(counted) == 1 and not first["cached"] and second["cached"]
+    assert second["ppl"] == first["ppl"]
+    assert json.loads(spec.path(tmp_path).read_text())["run"] == spec.definition()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [dict(sparsity=0.6), dict(seed=1), dict(nsamples=32), dict(max_windows=None), dict(version="9.9.9"),
+     dict(nm="2:4"), dict(permute=True, nm="2:4"), dict(block_sparsity=(0.4, 0.6)), dict(group="matrix")],
+)
+def test_any_change_recomputes(tmp_path, counted, change):
+    base = Run(method="wanda", sparsity=0.5)
+    changed = dataclasses.replace(base, **change)
+    experiments.run(base, root=tmp_path)
+    record = experiments.run(changed, root=tmp_path)
+    assert len(counted) == 2 and not record["cached"] and changed.key != base.key
+    assert len(list(tmp_path.glob("*.json"))) == 2
+
+
+def test_calibration_fields_do_not_matter_without_calibration(tmp_path, counted):
+    assert Run(method="magnitude", sparsity=0.5, seed=0).key == Run(method="magnitude", sparsity=0.5, seed=7).key
+    assert Run(method="wanda", sparsity=0.5, seed=0).key != Run(method="wanda", sparsity=0.5, seed=7).key
+
+
+def test_force_recomputes_and_a_foreign_file_is_refused(tmp_path, counted):
+    spec = Run(method="sparsegpt", nm="2:4")
+    experiments.run(spec, root=tmp_path)
+    assert not experiments.run(spec, root=tmp_path, force=True)["cached"] and len(counted) == 2
+    spec.path(tmp_path).write_text(json.dumps({"run": {"method": "other"}}))
+    with pytest.raises(PrunelibError, match="different run"):
+        experiments.run(spec, root=tmp_path)
+
+
+def test_names_and_validation():
+    assert Run().name == "dense"
+    assert Run(method="wanda", sparsity=0.7).name == "wanda-70"
+    assert Run(method="sparsegpt", nm="4:8", permute=True).name == "sparsegpt-4of8-permuted"
+    assert Run(method="wanda", block_sparsity=(0.5, 0.5), label="owl").name.endswith("-owl")
+    with pytest.raises(PrunelibError):
+        Run(method="obd")
+    with pytest.raises(PrunelibError):
+        Run(method="wanda", sparsity=1.2)
+    with pytest.raises(PrunelibError):
+        Run(method="wanda", zero_shot=("mmlu",))
+
+
+def test_profile_protocol_and_the_sweep_suite():
+    ci = Run.from_profile("ci", method="wanda", sparsity=0.5)
+    assert (ci.nsamples, ci.calib_seqlen, ci.eval_seqlen, ci.max_windows) == (4, 128, 256, 2)
+    suite = experiments.sweep_suite("ci")
+    assert len(suite) == 1 + 3 * (8 + 2) and len({s.key for s in suite}) == len(suite)
+    assert {s.nm for s in suite} == {None, "2:4", "4:8"}
+
+
+def test_list_command(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(experiments, "RESULTS", tmp_path)
+    assert experiments.main(["--profile", "ci", "--suite", "sweep", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 31 and all(line.startswith("missing") for line in lines)
+
+
+@pytest.mark.slow
+def test_a_real_run_on_the_embedded_model(tmp_path):
+    spec = Run(method="magnitude", sparsity=0.5, eval_seqlen=128, max_windows=1)
+    record = experiments.run(spec, root=tmp_path, quiet=True)
+    assert record["sparsity"] == pytest.approx(0.5, abs=1e-3)
+    assert record["eval"]["windows"] == 1 and record["ppl"] > 1
+    for key in ("versions", "model", "eval_data", "finished"):
+        assert key in record
+    dense = experiments.run(Run(eval_seqlen=128, max_windows=1), root=tmp_path, quiet=True)
+    assert dense["ppl"] < record["ppl"]  # the cached model was restored to its dense weights
