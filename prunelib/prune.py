@@ -40,8 +40,11 @@ def check_options(model: nn.Module, method: str, nm: NM | None, group: str | Non
             check_nm_columns(nm, weight_matrix(module).shape[1], f"linear {name}")
 
 
-def _prune_linear(method, module, stat, sparsity, nm, group, options, name):
-    """Prune one linear in place; returns its weight before pruning."""
+def prune_linear(module: nn.Module, method: str, stat=None, *, sparsity: float = 0.0, nm: NM | None = None,
+                 group: str | None = None, name: str = "layer", **options) -> torch.Tensor:
+    """Prune one linear in place with ``method`` and its input statistic ``stat`` (``None`` for
+    magnitude, :class:`InputNormStat` for Wanda, :class:`HessianStat` for SparseGPT);
+    returns its weight before pruning."""
     weight = weight_matrix(module).detach().clone()
     if method == "magnitude":
         result = magnitude(weight, sparsity=sparsity, nm=nm, group=group or "matrix")
@@ -102,7 +105,8 @@ def prune_model(
             if permute:
                 retained[f"{index}.{consumer}"] = _permute_channels(block, family, method, None, nm)
             for name, module in block_linears(block).items():
-                _prune_linear(method, module, None, sparsities[index], nm, group, options, f"{index}.{name}")
+                prune_linear(module, method, None, sparsity=sparsities[index], nm=nm, group=group,
+                             name=f"{index}.{name}", **options)
     else:
         if calibration is None:
             raise PrunelibError(f"{method} needs calibration data" + (" to measure errors" if measure_error else ""))
@@ -120,7 +124,8 @@ def prune_model(
                 retained[f"{index}.{consumer}"] = _permute_channels(block, family, method, stats, nm)
             for name, module in linears.items():
                 where = f"{index}.{name}"
-                before = _prune_linear(method, module, stats[name], sparsities[index], nm, group, options, where)
+                before = prune_linear(module, method, stats[name], sparsity=sparsities[index], nm=nm, group=group,
+                                      name=where, **options)
                 if measure_error:
                     errors[where] = relative_error(before, weight_matrix(module), hessians[name].H)
 
