@@ -181,17 +181,97 @@ def _write_atomic(path: Path, record: dict) -> None:
     os.replace(temporary, path)
 
 
-def run(spec: Run, *, root: Path | str | None = None, force: bool = False, quiet: bool = False) -> dict:
-    """The result of ``spec``: read from its file when present (and ``force`` is off), else computed and written."""
-    path = spec.path(root)
+def cached(path: Path, definition: dict, compute_record, *, force: bool = False) -> dict:
+    """The record stored at ``path`` if it was made from ``definition``, else ``compute_record()``
+    (which must include ``"run": definition``), written atomically first."""
     if path.exists() and not force:
         record = json.loads(path.read_text())
-        if record.get("run") != spec.definition():  # a hash collision or a hand-edited file
+        if record.get("run") != definition:  # a hash collision or a hand-edited file
             raise PrunelibError(f"{path} holds a different run; delete it or pass force=True")
         return {**record, "cached": True}
-    record = compute(spec, quiet=quiet)
+    record = compute_record()
     _write_atomic(path, record)
     return {**record, "cached": False}
+
+
+def run(spec: Run, *, root: Path | str | None = None, force: bool = False, quiet: bool = False) -> dict:
+    """The result of ``spec``: read from its file when present (and ``force`` is off), else computed and written."""
+    return cached(spec.path(root), spec.definition(), lambda: compute(spec, quiet=quiet), force=force)
+
+
+def _key(definition: dict) -> str:
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:12]
+
+
+UNITS = ("block", "type", "linear")
+
+
+def sensitivity_result(
+    profile: Profile | str | None = None, *, method: str = "wanda", units: str = "block", sparsity: float = 0.5,
+    eval_seqlen: int = 1024, eval_windows: int = 2, root: Path | str | None = None, force: bool = False,
+    quiet: bool = False,
+) -> dict:
+    """Cached :func:`prunelib.sensitivity.sensitivity` of every unit (``"block"``, ``"type"`` or
+    ``"linear"``) with the profile's calibration, on the first ``eval_windows`` windows of
+    ``eval_seqlen`` WikiText-2 test tokens, plus the blocks' parameter counts."""
+    from . import data, sensitivity as sens
+    from .provenance import model_record, now, versions
+
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    if units not in UNITS:
+        raise PrunelibError(f"unknown units '{units}'; use one of {', '.join(UNITS)}")
+    if method not in METHODS:
+        raise PrunelibError(f"unknown method '{method}'; use one of {', '.join(METHODS)}")
+    definition = {"kind": "sensitivity", "model": profile.model, "method": method, "units": units,
+                  "sparsity": check_sparsity(sparsity), "nsamples": profile.nsamples,
+                  "calib_seqlen": profile.calib_seqlen, "seed": profile.seed, "eval_seqlen": eval_seqlen,
+                  "eval_windows": eval_windows, "device": profile.device, "version": __version__}
+    path = Path(root or profile_root(profile)) / f"sensitivity-{method}-{units}-{_key(definition)}.json"
+
+    def compute_record() -> dict:
+        start = time.perf_counter()
+        model, tokenizer = _MODELS.get(profile.model, profile.device)
+        record = {"run": definition, "model": model_record(profile.model, model)}
+        statistics = None
+        if STATISTIC[method] is not None:
+            calibration, record["calibration"] = data.c4_calibration(
+                tokenizer, profile.nsamples, profile.calib_seqlen, profile.seed)
+            statistics = sens.collect_statistics(model, calibration, STATISTIC[method], device=profile.device,
+                                                 quiet=quiet)
+        tokens, record["eval_data"] = data.wikitext2_tokens(tokenizer, "test")
+        grouping = {"block": sens.units_by_block, "type": sens.units_by_type, "linear": sens.units_by_linear}[units]
+        record.update(sens.sensitivity(model, tokens, grouping(model), statistics, method=method, sparsity=sparsity,
+                                       seqlen=eval_seqlen, max_windows=eval_windows, quiet=quiet))
+        record.update(block_parameters=sens.block_parameters(model), versions=versions(), finished=now(),
+                      seconds=time.perf_counter() - start)
+        return record
+
+    return cached(path, definition, compute_record, force=force)
+
+
+def outlier_result(
+    profile: Profile | str | None = None, *, m: float = 5.0, root: Path | str | None = None, force: bool = False,
+    quiet: bool = False,
+) -> dict:
+    """Cached OWL outlier ratio of every block (Wanda scores of the dense model, threshold ``m`` x mean)."""
+    from . import data, sensitivity as sens
+    from .provenance import model_record, now, versions
+
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    definition = {"kind": "outliers", "model": profile.model, "m": m, "nsamples": profile.nsamples,
+                  "calib_seqlen": profile.calib_seqlen, "seed": profile.seed, "device": profile.device,
+                  "version": __version__}
+    path = Path(root or profile_root(profile)) / f"outliers-m{m:g}-{_key(definition)}.json"
+
+    def compute_record() -> dict:
+        model, tokenizer = _MODELS.get(profile.model, profile.device)
+        calibration, source = data.c4_calibration(tokenizer, profile.nsamples, profile.calib_seqlen, profile.seed)
+        norms = sens.collect_statistics(model, calibration, "norms", device=profile.device, quiet=quiet)
+        return {"run": definition, "model": model_record(profile.model, model), "calibration": source,
+                "ratios": sens.block_outlier_ratios(model, norms, m), "block_parameters": sens.block_parameters(model),
+                "versions": versions(), "finished": now()}
+
+    return cached(path, definition, compute_record, force=force)
 
 
 def run_all(specs: Iterable[Run], *, root: Path | str | None = None, force: bool = False, quiet: bool = False) -> list[dict]:
@@ -225,7 +305,36 @@ def sweep_suite(profile: Profile | str | None = None) -> list[Run]:
     return runs
 
 
-SUITES = {"sweep": sweep_suite}
+ALLOCATION_TARGETS = (0.5, 0.6, 0.7)
+#: clip range of the inverse-sensitivity rule around the target, and OWL's (M, lambda) (the OWL paper's defaults)
+INVERSE_SPREAD = 0.1
+OWL_M, OWL_LAMBDA = 5.0, 0.08
+
+
+def allocation_suite(profile: Profile | str | None = None, *, quiet: bool = False) -> list[Run]:
+    """Chapter 7: uniform, inverse-sensitivity and OWL per-block sparsity for Wanda and SparseGPT
+    at 50%, 60% and 70%. Computes (or reads) the block sensitivities and outlier ratios first."""
+    from .allocate import inverse_sensitivity, owl
+
+    outliers = outlier_result(profile, m=OWL_M, quiet=quiet)
+    runs = []
+    for method in ("wanda", "sparsegpt"):
+        sensitivity = sensitivity_result(profile, method=method, units="block", quiet=quiet)
+        increase = [sensitivity["increase"][str(b)] for b in range(len(sensitivity["block_parameters"]))]
+        weights = sensitivity["block_parameters"]
+        for target in ALLOCATION_TARGETS:
+            runs.append(Run.from_profile(profile, method=method, sparsity=target))
+            inverse = inverse_sensitivity(increase, target, weights, low=target - INVERSE_SPREAD,
+                                          high=target + INVERSE_SPREAD)
+            runs.append(Run.from_profile(profile, method=method, sparsity=target, block_sparsity=tuple(inverse),
+                                         label="inverse-sensitivity"))
+            runs.append(Run.from_profile(profile, method=method, sparsity=target,
+                                         block_sparsity=tuple(owl(outliers["ratios"], target, weights, lam=OWL_LAMBDA)),
+                                         label="owl"))
+    return runs
+
+
+SUITES = {"sweep": sweep_suite, "allocation": allocation_suite}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         profile = get_profile(args.profile)
         suites = SUITES if args.suite == "all" else {args.suite: SUITES[args.suite]}
+        if args.list and "allocation" in suites:  # listing must not start the sensitivity measurements
+            suites = {name: make for name, make in suites.items() if name != "allocation"}
+            print("(the allocation suite is listed once its sensitivities and outlier ratios exist)")
         specs = list(dict.fromkeys(spec for make in suites.values() for spec in make(profile)))
     except PrunelibError as error:
         print(f"prunelib: error: {error}", file=sys.stderr)

@@ -98,3 +98,33 @@ def test_a_real_run_on_the_embedded_model(tmp_path):
         assert key in record
     dense = experiments.run(Run(eval_seqlen=128, max_windows=1), root=tmp_path, quiet=True)
     assert dense["ppl"] < record["ppl"]  # the cached model was restored to its dense weights
+
+
+def test_allocation_suite_feeds_the_rules_and_hits_each_target(monkeypatch):
+    from prunelib.allocate import weighted_mean
+
+    blocks = 30
+    weights = [1000 + 10 * b for b in range(blocks)]
+    monkeypatch.setattr(experiments, "outlier_result", lambda *a, **k: {"ratios": [0.01 * (b % 7) for b in range(blocks)]})
+    monkeypatch.setattr(experiments, "sensitivity_result", lambda *a, **k: {
+        "increase": {str(b): 1.0 + (b % 5) for b in range(blocks)}, "block_parameters": weights})
+    suite = experiments.allocation_suite("ci")
+    assert len(suite) == 2 * 3 * 3
+    for spec in suite:
+        if spec.block_sparsity is not None:
+            assert len(spec.block_sparsity) == blocks
+            assert weighted_mean(spec.block_sparsity, weights) == pytest.approx(spec.sparsity, abs=1e-9)
+    assert {spec.label for spec in suite} == {None, "inverse-sensitivity", "owl"}
+
+
+@pytest.mark.slow
+def test_sensitivity_and_outliers_are_cached_on_the_embedded_model(tmp_path):
+    first = experiments.sensitivity_result("ci", method="magnitude", units="type", eval_seqlen=128, eval_windows=1,
+                                           root=tmp_path, quiet=True)
+    assert len(first["ppl"]) == 7 and not first["cached"]
+    assert all(value > 0 for value in first["increase"].values())  # pruning any type to 50% hurts
+    again = experiments.sensitivity_result("ci", method="magnitude", units="type", eval_seqlen=128, eval_windows=1,
+                                           root=tmp_path, quiet=True)
+    assert again["cached"] and again["ppl"] == first["ppl"]
+    outliers = experiments.outlier_result("ci", root=tmp_path, quiet=True)
+    assert len(outliers["ratios"]) == 30 and all(0 <= r < 1 for r in outliers["ratios"])
