@@ -48,27 +48,37 @@ def striped_order(scores: torch.Tensor, pattern: NM) -> torch.Tensor:
     return ranked.view(pattern.m, groups).T.reshape(-1)
 
 
-def _group_values(grouped: torch.Tensor, pattern: NM) -> torch.Tensor:
-    """``(G, rows, m)`` -> per-group retained score ``(G,)``."""
-    return grouped.topk(pattern.n, dim=-1).values.sum((-1, -2))
+def _top_n_sum(grouped: torch.Tensor, pattern: NM) -> torch.Tensor:
+    """Sum of the ``n`` largest along dim 1 of ``grouped`` ``(G, m, rows)``, summed over rows -> ``(G,)``.
+
+    For 2:4 a sorting network of elementwise max/min (several times faster than ``topk``):
+    with ``lo/hi`` the sorted pairs ``(a, b)`` and ``(c, d)``, the two largest of four sum to
+    ``max(hi1, hi2) + max(min(hi1, hi2), max(lo1, lo2))``.
+    """
+    if pattern == (2, 4):
+        a, b, c, d = grouped.unbind(1)
+        lo1, hi1 = torch.minimum(a, b), torch.maximum(a, b)
+        lo2, hi2 = torch.minimum(c, d), torch.maximum(c, d)
+        top = torch.maximum(hi1, hi2) + torch.maximum(torch.minimum(hi1, hi2), torch.maximum(lo1, lo2))
+        return top.sum(-1)
+    return grouped.topk(pattern.n, dim=1).values.sum((1, 2))
 
 
-def _swap_gains(S: torch.Tensor, pattern: NM, a: torch.Tensor, b: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+def _swap_gains(St: torch.Tensor, pattern: NM, a: torch.Tensor, b: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
     """Exact gain in retained score of swapping column positions ``a[k]`` and ``b[k]`` (different groups).
 
-    ``S`` is the currently permuted score matrix ``(rows, in)``; ``base`` the per-group scores.
+    ``St`` is the currently permuted score matrix, transposed ``(in, rows)``, so that gathering
+    whole columns is contiguous; ``base`` holds the per-group scores.
     """
     m = pattern.m
     ga, gb = a // m, b // m
-    members = torch.arange(m, device=S.device)
+    members = torch.arange(m, device=St.device)
     cols_a = ga.unsqueeze(1) * m + members  # (P, m) positions in group A
     cols_b = gb.unsqueeze(1) * m + members
     # replace a by b inside group A, and b by a inside group B
     cols_a = torch.where(cols_a == a.unsqueeze(1), b.unsqueeze(1), cols_a)
     cols_b = torch.where(cols_b == b.unsqueeze(1), a.unsqueeze(1), cols_b)
-    new_a = _group_values(S[:, cols_a].permute(1, 0, 2), pattern)
-    new_b = _group_values(S[:, cols_b].permute(1, 0, 2), pattern)
-    return new_a + new_b - base[ga] - base[gb]
+    return _top_n_sum(St[cols_a], pattern) + _top_n_sum(St[cols_b], pattern) - base[ga] - base[gb]
 
 
 def search_permutation(
@@ -78,6 +88,7 @@ def search_permutation(
     rounds: int = 100,
     candidates: int = 4096,
     exhaustive: bool = False,
+    min_gain: float = 1e-5,
     seed: int = 0,
 ) -> torch.Tensor:
     """A permutation ``p`` of the input columns of ``scores`` ``(out, in)`` such that
@@ -85,7 +96,8 @@ def search_permutation(
 
     Each round samples ``candidates`` column pairs from different groups (all pairs when
     ``exhaustive``), computes their exact gains and applies the best group-disjoint improving
-    swaps; the search stops after ``rounds`` rounds or when a round finds no improving swap.
+    swaps; the search stops after ``rounds`` rounds, when a round finds no improving swap, or
+    when a round gains less than ``min_gain`` times the retained score (not in exhaustive mode).
     """
     pattern = NM.parse(pattern)
     scores = scores.float()
@@ -108,8 +120,8 @@ def search_permutation(
         a_all, b_all = a_all[different], b_all[different]
 
     for _ in range(rounds):
-        S = scores[:, perm]
-        base = _group_values(S.reshape(rows, groups, pattern.m).permute(1, 0, 2), pattern)
+        St = scores[:, perm].T.contiguous()
+        base = _top_n_sum(St.view(groups, pattern.m, rows), pattern)
         if exhaustive:
             a, b = a_all, b_all
         else:
@@ -117,7 +129,7 @@ def search_permutation(
             b = torch.randint(cols, (candidates,), generator=generator).to(scores.device)
             keep = a // pattern.m != b // pattern.m
             a, b = a[keep], b[keep]
-        gains = torch.cat([_swap_gains(S, pattern, a[i:i + 8192], b[i:i + 8192], base) for i in range(0, a.numel(), 8192)])
+        gains = torch.cat([_swap_gains(St, pattern, a[i:i + 8192], b[i:i + 8192], base) for i in range(0, a.numel(), 8192)])
         # a relative threshold so that float round-off never counts as an improvement
         tolerance = 1e-6 * base.abs().max().clamp_min(1e-30)
         order = torch.argsort(gains, descending=True)
@@ -126,12 +138,16 @@ def search_permutation(
             break
         used = torch.zeros(groups, dtype=torch.bool)
         perm = perm.clone()
+        gained = 0.0
         for k in order.tolist():
             i, j = int(a[k]), int(b[k])
             if used[i // pattern.m] or used[j // pattern.m]:
                 continue
             used[i // pattern.m] = used[j // pattern.m] = True
             perm[i], perm[j] = perm[j].clone(), perm[i].clone()
+            gained += float(gains[k])
+        if not exhaustive and gained < min_gain * float(base.sum()):
+            break
     return perm
 
 
