@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -27,7 +26,8 @@ from .evaluate import perplexity
 from .masks import NM, check_sparsity
 from .methods import METHODS, STATISTIC
 from .models import DEFAULT_MODEL, load_model, quiet_transformers
-from .provenance import model_bytes, model_record, now, peak_memory_bytes, reset_peak_memory, resident_memory_bytes, versions
+from .provenance import (model_bytes, model_record, now, peak_memory_bytes, reset_peak_memory, resident_memory_bytes,
+                         versions, write_json)
 from .prune import check_options, measure_sparsity, prune_model
 from .structured import prune_structured
 
@@ -103,16 +103,6 @@ def _check_calibration_args(args) -> None:
             raise PrunelibError(f"--{option.replace('_', '-')} must be positive")
 
 
-def write_json(path: Path, record: dict) -> None:
-    """Write ``record`` atomically: a temporary file in the same directory, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as out:
-        json.dump(record, out, indent=2)
-        out.write("\n")
-    os.replace(temporary, path)
-
-
 def save_model(model, tokenizer, directory: Path, overwrite: bool = False) -> None:
     """``save_pretrained`` (safetensors) into a temporary sibling, then move it into place."""
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -166,6 +156,11 @@ def run_prune(args) -> dict:
         record["permute"] = args.permute
     memory["prune_peak_bytes"] = peak_memory_bytes(args.device)
     record["memory"] = memory
+    return _evaluate_and_save(model, tokenizer, eval_tokens, eval_source, args, record)
+
+
+def _evaluate_and_save(model, tokenizer, eval_tokens, eval_source, args, record: dict) -> dict:
+    """Perplexity and the summary into ``record``; then ``--save`` if asked."""
     ppl = perplexity(model, eval_tokens, seqlen=args.eval_seqlen, max_windows=args.max_windows, quiet=args.quiet)
     record.update(_summary(model, ppl, eval_source, args))
     if args.save is not None:
@@ -189,12 +184,7 @@ def run_shrink(args) -> dict:
                               refit=args.refit, batch_size=args.batch_size, device=args.device, quiet=args.quiet)
     record = {"command": "shrink", "model": model_record(args.model, model), "calibration": calibration_source,
               "options": {k: getattr(args, k) for k in ("mlp", "heads", "heads_mode", "refit")}, **report}
-    ppl = perplexity(model, eval_tokens, seqlen=args.eval_seqlen, max_windows=args.max_windows, quiet=args.quiet)
-    record.update(_summary(model, ppl, eval_source, args))
-    if args.save is not None:
-        save_model(model, tokenizer, args.save, args.overwrite)
-        record["saved_to"] = str(args.save)
-    return record
+    return _evaluate_and_save(model, tokenizer, eval_tokens, eval_source, args, record)
 
 
 def _summary(model, ppl: dict, eval_source: dict, args) -> dict:

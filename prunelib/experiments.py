@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from .errors import PrunelibError
 from .masks import NM, check_sparsity
 from .methods import METHODS, STATISTIC
 from .profiles import Profile, get_profile
+from .provenance import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results" / "experiments"
@@ -172,15 +172,6 @@ def compute(spec: Run, *, quiet: bool = False) -> dict:
     return record
 
 
-def _write_atomic(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as out:
-        json.dump(record, out, indent=2)
-        out.write("\n")
-    os.replace(temporary, path)
-
-
 def cached(path: Path, definition: dict, compute_record, *, force: bool = False) -> dict:
     """The record stored at ``path`` if it was made from ``definition``, else ``compute_record()``
     (which must include ``"run": definition``), written atomically first."""
@@ -190,7 +181,7 @@ def cached(path: Path, definition: dict, compute_record, *, force: bool = False)
             raise PrunelibError(f"{path} holds a different run; delete it or pass force=True")
         return {**record, "cached": True}
     record = compute_record()
-    _write_atomic(path, record)
+    write_json(path, record)
     return {**record, "cached": False}
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import json
+import os
 import platform
 import resource
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -94,6 +97,18 @@ def model_bytes(model) -> int:
     """Bytes held by the model's parameters and buffers (tied weights counted once)."""
     tensors = {t.data_ptr(): t for t in [*model.parameters(), *model.buffers()]}
     return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def write_json(path: Path, record: dict) -> None:
+    """Write ``record`` atomically: a temporary file in the same directory, then a rename, so a
+    run that fails leaves no half-written result."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(handle, "w") as out:
+        json.dump(record, out, indent=2)
+        out.write("\n")
+    os.replace(temporary, path)
 
 
 def now() -> str:

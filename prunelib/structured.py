@@ -37,7 +37,7 @@ from .methods.structured import (
     refit_columns,
     structured_mask,
 )
-from .models import MLP_LAYOUTS, Conv1D, block_linears, decoder_blocks, set_weight_matrix, weight_matrix
+from .models import MLP_LAYOUTS, Conv1D, MlpLayout, block_linears, decoder_blocks, set_weight_matrix, weight_matrix
 from .prune import measure_sparsity
 from .stats import HessianStat, InputNormStat
 from .walk import InputStatistics, sequential

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from prunelib.errors import PrunelibError
-from prunelib.masks import NM
 from prunelib.models import decoder_blocks, prunable_linears, weight_matrix
 from prunelib.prune import measure_sparsity, prune_model
 from tiny_models import tiny_model

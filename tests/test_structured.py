@@ -24,7 +24,7 @@ from prunelib.structured import (
     prune_structured,
     prune_structured_masks,
 )
-from tiny_models import tiny_config, tiny_model
+from tiny_models import tiny_model
 
 gen = torch.Generator().manual_seed(0)
 

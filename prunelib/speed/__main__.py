@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..cli import write_json
+from ..provenance import write_json
 from ..errors import PrunelibError
 from ..masks import check_sparsity
 from ..provenance import now, versions
