@@ -6,6 +6,7 @@
 #   make demo       prune the embedded model with Wanda to 50% and evaluate it (the CLI)
 #   make bench      the CPU benchmarks (resumable): core methods, structured pruning, storage formats, CSR
 #   make bench-gpu  the 2:4 semi-structured speed benchmark (needs an NVIDIA GPU and a CUDA torch)
+#   make experiments PROFILE=cpu SUITE=sweep   the cached experiment runs the chapters render (resumable)
 #
 # `make setup` is idempotent: it only re-runs when pyproject.toml changes (or the venv is removed).
 # torch is installed *first* and pinned to the CPU wheel torch==2.13.0, and only when the venv
@@ -23,7 +24,7 @@ STAMP        = $(VENV)/.prunelib-setup
 # MathJax served with the book, so equations render without a CDN (offline readers, browser test)
 MATHJAX      = .cache/static/mathjax/tex-chtml-full.js
 
-.PHONY: setup browser test book notebooks demo bench bench-gpu clean distclean
+.PHONY: setup browser test book notebooks demo bench bench-gpu experiments clean distclean
 
 setup: $(STAMP) $(MATHJAX)
 
@@ -68,6 +69,10 @@ bench: setup
 	# timings: run these two on an otherwise idle machine
 	$(PY) benchmarks/structured_speed.py
 	test -f results/speed/cpu_csr.json || $(PY) -m prunelib.speed cpu-csr --out results/speed/cpu_csr.json
+
+SUITE ?= all
+experiments: setup
+	$(PY) -m prunelib.experiments --profile $(PROFILE) --suite $(SUITE)
 
 bench-gpu: setup
 	$(PY) -m prunelib.speed gpu --out results/speed/gpu_24.json
