@@ -172,14 +172,17 @@ def compute(spec: Run, *, quiet: bool = False) -> dict:
     return record
 
 
-def cached(path: Path, definition: dict, compute_record, *, force: bool = False) -> dict:
+def cached(path: Path, definition: dict, compute_record, *, force: bool = False, only_stored: bool = False) -> dict | None:
     """The record stored at ``path`` if it was made from ``definition``, else ``compute_record()``
-    (which must include ``"run": definition``), written atomically first."""
+    (which must include ``"run": definition``), written atomically first; with ``only_stored``,
+    None instead of computing."""
     if path.exists() and not force:
         record = json.loads(path.read_text())
         if record.get("run") != definition:  # a hash collision or a hand-edited file
             raise PrunelibError(f"{path} holds a different run; delete it or pass force=True")
         return {**record, "cached": True}
+    if only_stored:
+        return None
     record = compute_record()
     write_json(path, record)
     return {**record, "cached": False}
@@ -188,6 +191,12 @@ def cached(path: Path, definition: dict, compute_record, *, force: bool = False)
 def run(spec: Run, *, root: Path | str | None = None, force: bool = False, quiet: bool = False) -> dict:
     """The result of ``spec``: read from its file when present (and ``force`` is off), else computed and written."""
     return cached(spec.path(root), spec.definition(), lambda: compute(spec, quiet=quiet), force=force)
+
+
+def stored(spec: Run, *, root: Path | str | None = None) -> dict | None:
+    """The stored result of ``spec``, or None when it has not been computed (never computes)."""
+    path = spec.path(root)
+    return {**json.loads(path.read_text()), "cached": True} if path.exists() else None
 
 
 def _key(definition: dict) -> str:
@@ -200,11 +209,12 @@ UNITS = ("block", "type", "linear")
 def sensitivity_result(
     profile: Profile | str | None = None, *, method: str = "wanda", units: str = "block", sparsity: float = 0.5,
     eval_seqlen: int = 1024, eval_windows: int = 2, root: Path | str | None = None, force: bool = False,
-    quiet: bool = False,
-) -> dict:
+    quiet: bool = False, only_stored: bool = False,
+) -> dict | None:
     """Cached :func:`prunelib.sensitivity.sensitivity` of every unit (``"block"``, ``"type"`` or
     ``"linear"``) with the profile's calibration, on the first ``eval_windows`` windows of
-    ``eval_seqlen`` WikiText-2 test tokens, plus the blocks' parameter counts."""
+    ``eval_seqlen`` WikiText-2 test tokens, plus the blocks' parameter counts. With ``only_stored``,
+    None when it has not been computed yet."""
     from . import data, sensitivity as sens
     from .provenance import model_record, now, versions
 
@@ -237,14 +247,15 @@ def sensitivity_result(
                       seconds=time.perf_counter() - start)
         return record
 
-    return cached(path, definition, compute_record, force=force)
+    return cached(path, definition, compute_record, force=force, only_stored=only_stored)
 
 
 def outlier_result(
     profile: Profile | str | None = None, *, m: float = 5.0, root: Path | str | None = None, force: bool = False,
-    quiet: bool = False,
-) -> dict:
-    """Cached OWL outlier ratio of every block (Wanda scores of the dense model, threshold ``m`` x mean)."""
+    quiet: bool = False, only_stored: bool = False,
+) -> dict | None:
+    """Cached OWL outlier ratio of every block (Wanda scores of the dense model, threshold ``m`` x mean);
+    with ``only_stored``, None when it has not been computed yet."""
     from . import data, sensitivity as sens
     from .provenance import model_record, now, versions
 
@@ -262,7 +273,7 @@ def outlier_result(
                 "ratios": sens.block_outlier_ratios(model, norms, m), "block_parameters": sens.block_parameters(model),
                 "versions": versions(), "finished": now()}
 
-    return cached(path, definition, compute_record, force=force)
+    return cached(path, definition, compute_record, force=force, only_stored=only_stored)
 
 
 def run_all(specs: Iterable[Run], *, root: Path | str | None = None, force: bool = False, quiet: bool = False) -> list[dict]:
@@ -288,11 +299,16 @@ SWEEP_SPARSITIES = tuple(round(0.1 * i, 1) for i in range(1, 9))
 
 
 def sweep_suite(profile: Profile | str | None = None) -> list[Run]:
-    """Chapter 6: dense, then 10% ... 80% unstructured, 2:4 and 4:8 for every method."""
-    runs = [Run.from_profile(profile)]
+    """Chapter 6: dense, then 10% ... 80% unstructured, 2:4 and 4:8 for every method. The dense,
+    50% and 2:4 runs also measure zero-shot accuracy on every task (the profile's ``zero_shot_limit``)."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    accuracy = dict(zero_shot=ZERO_SHOT_TASKS, zero_shot_limit=profile.zero_shot_limit)
+    runs = [Run.from_profile(profile, **accuracy)]
     for method in METHODS:
-        runs += [Run.from_profile(profile, method=method, sparsity=s) for s in SWEEP_SPARSITIES]
-        runs += [Run.from_profile(profile, method=method, nm=nm) for nm in ("2:4", "4:8")]
+        runs += [Run.from_profile(profile, method=method, sparsity=s, **(accuracy if s == 0.5 else {}))
+                 for s in SWEEP_SPARSITIES]
+        runs += [Run.from_profile(profile, method=method, nm=nm, **(accuracy if nm == "2:4" else {}))
+                 for nm in ("2:4", "4:8")]
     return runs
 
 
@@ -308,13 +324,14 @@ def allocation_suite(profile: Profile | str | None = None, *, quiet: bool = Fals
     from .allocate import inverse_sensitivity, owl
 
     outliers = outlier_result(profile, m=OWL_M, quiet=quiet)
+    uniform = {(spec.method, spec.sparsity): spec for spec in sweep_suite(profile) if spec.nm is None}
     runs = []
     for method in ("wanda", "sparsegpt"):
         sensitivity = sensitivity_result(profile, method=method, units="block", quiet=quiet)
         increase = [sensitivity["increase"][str(b)] for b in range(len(sensitivity["block_parameters"]))]
         weights = sensitivity["block_parameters"]
         for target in ALLOCATION_TARGETS:
-            runs.append(Run.from_profile(profile, method=method, sparsity=target))
+            runs.append(uniform[method, target])  # the sweep's run, so its result is shared
             inverse = inverse_sensitivity(increase, target, weights, low=target - INVERSE_SPREAD,
                                           high=target + INVERSE_SPREAD)
             runs.append(Run.from_profile(profile, method=method, sparsity=target, block_sparsity=tuple(inverse),

@@ -27,14 +27,18 @@ class Profile:
     max_windows: int | None  #: first N WikiText-2 windows, None = all
     device: str
     seed: int = 0
+    #: documents per zero-shot task in the sweep's 50% and 2:4 runs (None = every document)
+    zero_shot_limit: int | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 PROFILES = {
-    "ci": Profile("ci", "smollm2-135m", nsamples=4, calib_seqlen=128, eval_seqlen=256, max_windows=2, device="cpu"),
-    "cpu": Profile("cpu", "smollm2-135m", nsamples=64, calib_seqlen=1024, eval_seqlen=2048, max_windows=16, device="cpu"),
+    "ci": Profile("ci", "smollm2-135m", nsamples=4, calib_seqlen=128, eval_seqlen=256, max_windows=2, device="cpu",
+                  zero_shot_limit=4),
+    "cpu": Profile("cpu", "smollm2-135m", nsamples=64, calib_seqlen=1024, eval_seqlen=2048, max_windows=16, device="cpu",
+                   zero_shot_limit=100),
     "gpu": Profile("gpu", "meta-llama/Llama-2-7b-hf", nsamples=128, calib_seqlen=2048, eval_seqlen=2048,
                    max_windows=None, device="cuda"),
 }

@@ -46,6 +46,15 @@ def test_any_change_recomputes(tmp_path, counted, change):
     assert len(list(tmp_path.glob("*.json"))) == 2
 
 
+def test_stored_never_computes(tmp_path, counted):
+    spec = Run(method="wanda", sparsity=0.5)
+    assert experiments.stored(spec, root=tmp_path) is None and not counted
+    experiments.run(spec, root=tmp_path)
+    assert experiments.stored(spec, root=tmp_path)["ppl"] == 1.0 and len(counted) == 1
+    absent = experiments.sensitivity_result("ci", method="wanda", root=tmp_path, only_stored=True)
+    assert absent is None and experiments.outlier_result("ci", root=tmp_path, only_stored=True) is None
+
+
 def test_calibration_fields_do_not_matter_without_calibration(tmp_path, counted):
     assert Run(method="magnitude", sparsity=0.5, seed=0).key == Run(method="magnitude", sparsity=0.5, seed=7).key
     assert Run(method="wanda", sparsity=0.5, seed=0).key != Run(method="wanda", sparsity=0.5, seed=7).key
@@ -79,6 +88,10 @@ def test_profile_protocol_and_the_sweep_suite():
     suite = experiments.sweep_suite("ci")
     assert len(suite) == 1 + 3 * (8 + 2) and len({s.key for s in suite}) == len(suite)
     assert {s.nm for s in suite} == {None, "2:4", "4:8"}
+    accuracy = [s.name for s in suite if s.zero_shot]
+    assert accuracy == ["dense", "magnitude-50", "magnitude-2of4", "wanda-50", "wanda-2of4", "sparsegpt-50",
+                        "sparsegpt-2of4"]
+    assert all(s.zero_shot == experiments.ZERO_SHOT_TASKS and s.zero_shot_limit == 4 for s in suite if s.zero_shot)
 
 
 def test_list_command(tmp_path, monkeypatch, capsys):
@@ -115,6 +128,8 @@ def test_allocation_suite_feeds_the_rules_and_hits_each_target(monkeypatch):
             assert len(spec.block_sparsity) == blocks
             assert weighted_mean(spec.block_sparsity, weights) == pytest.approx(spec.sparsity, abs=1e-9)
     assert {spec.label for spec in suite} == {None, "inverse-sensitivity", "owl"}
+    sweep = set(experiments.sweep_suite("ci"))
+    assert all(spec in sweep for spec in suite if spec.label is None)  # uniform runs are the sweep's
 
 
 @pytest.mark.slow

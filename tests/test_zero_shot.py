@@ -297,8 +297,10 @@ def test_zero_shot_all_tasks_offline_and_quiet(tiny, tokenizer, no_network, capf
 
 @needs_data
 def test_zero_shot_matches_brute_force_loglikelihoods(tiny, tokenizer, no_network):
+    from prunelib.evaluate import zero_shot as public_entry_point
+
     limit = 5
-    result = zero_shot(tiny, tokenizer, ("arc_easy", "piqa"), limit=limit, batch_size=2, quiet=True)
+    result = public_entry_point(tiny, tokenizer, ("arc_easy", "piqa"), limit=limit, batch_size=2, quiet=True)
     arc = [(f"Question: {r['question']}\nAnswer:", r["choices"]["text"], r["choices"]["label"].index(r["answerKey"]))
            for r in arc_records(ROOT / TASKS["arc_easy"].files[0])[:limit]]
     piqa = [(f"Question: {r['goal']}\nAnswer:", [r["sol1"], r["sol2"]], r["label"])
