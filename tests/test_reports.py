@@ -1,0 +1,66 @@
+"""Tables of the experiment suites: pending runs, measured cells, and the zero-shot mean."""
+
+import math
+
+import pytest
+
+from prunelib import experiments, reports
+from prunelib.experiments import ZERO_SHOT_TASKS, Run
+
+
+def _zero_shot(value):
+    tasks = {t: {"acc": value, "acc_norm": value + 0.01, "acc_stderr": 0.03, "acc_norm_stderr": 0.04,
+                 "n": 100, "chance": 0.25} for t in ZERO_SHOT_TASKS}
+    return {"tasks": tasks}
+
+
+@pytest.fixture
+def records():
+    suite = experiments.sweep_suite("ci")
+    found = {}
+    for spec in suite:
+        if spec.method == "dense":
+            found[spec] = {"ppl": 20.0, "sparsity": 0.0, "zero_shot": _zero_shot(0.5)}
+        elif spec.method == "wanda" and spec.nm is None:
+            found[spec] = {"ppl": 20.0 / (1 - spec.sparsity), "sparsity": spec.sparsity - 0.001,
+                           **({"zero_shot": _zero_shot(0.4)} if spec.zero_shot else {})}
+        else:
+            found[spec] = None  # still to be computed
+    return found
+
+
+def test_sweep_table_marks_pending_and_shows_measured_sparsity(records):
+    table = reports.sweep_table(records).splitlines()
+    assert len(table) == 2 + 1 + 8 + 2  # header, rule, dense, 10..80%, 2:4, 4:8
+    fifty = next(line for line in table if line.startswith("| 50% |"))
+    cells = [c.strip() for c in fifty.strip("|").split("|")]
+    # magnitude pending, Wanda measured (ppl 40 at measured sparsity 0.499), SparseGPT pending
+    assert cells == ["50%", "pending", "", "40.00", "0.4990", "pending", ""]
+
+
+def test_sweep_curves_start_at_dense_and_skip_pending(records):
+    curves = reports.sweep_curves(records)
+    x, y = curves["wanda"]
+    assert x[0] == 0.0 and y[0] == 20.0 and len(x) == 1 + 8 and x == sorted(x)
+    assert curves["magnitude"] == ([0.0], [20.0])
+
+
+def test_zero_shot_rows_use_the_preferred_metric_and_combine_errors(records):
+    rows = reports.zero_shot_rows(records)
+    assert [reports.run_label(r["spec"]) for r in rows] == [
+        "dense", "magnitude 50%", "magnitude 2:4", "Wanda 50%", "Wanda 2:4", "SparseGPT 50%", "SparseGPT 2:4"]
+    dense = rows[0]
+    assert dense["scores"]["arc_easy"] == (pytest.approx(0.51), 0.04)  # acc_norm
+    assert dense["scores"]["boolq"] == (0.5, 0.03)  # acc: lm-eval defines no acc_norm for BoolQ
+    norm = sum(reports.PREFERRED[t] == "acc_norm" for t in ZERO_SHOT_TASKS)
+    k = len(ZERO_SHOT_TASKS)
+    assert dense["mean"][0] == pytest.approx(0.5 + 0.01 * norm / k)
+    assert dense["mean"][1] == pytest.approx(math.sqrt(norm * 0.04**2 + (k - norm) * 0.03**2) / k)
+    assert rows[1]["record"] is None and rows[1]["mean"] is None
+    table = reports.zero_shot_table(records)
+    assert "| chance |" in table and table.count("pending") == 5
+
+
+def test_lookup_reads_only_stored_files(tmp_path):
+    spec = Run(method="wanda", sparsity=0.5)
+    assert reports.lookup([spec], tmp_path) == {spec: None}
