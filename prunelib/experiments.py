@@ -7,6 +7,7 @@ prunelib version. Its result is ``results/experiments/<profile>/<name>-<key>.jso
 definition (an option, the library version) gives a new key and a fresh computation.
 
     python -m prunelib.experiments --profile cpu --suite sweep     # regenerate one suite
+    python -m prunelib.experiments --profile cpu --suite sensitivity  # chapter 7's sensitivities
     python -m prunelib.experiments --profile cpu --suite all --list
 """
 
@@ -345,7 +346,22 @@ def allocation_suite(profile: Profile | str | None = None, *, quiet: bool = Fals
     return runs
 
 
-SUITES = {"sweep": sweep_suite, "allocation": allocation_suite}
+#: chapter 7's measurements besides runs: (method, units) of the sensitivities, and OWL's outlier ratios
+SENSITIVITIES = (("wanda", "block"), ("sparsegpt", "block"), ("wanda", "type"), ("wanda", "linear"))
+
+
+def sensitivity_suite(profile: Profile | str | None = None, *, only_stored: bool = False,
+                      quiet: bool = False) -> dict[str, dict | None]:
+    """Chapter 7's sensitivities (:data:`SENSITIVITIES`) and outlier ratios, computed where missing
+    (or None with ``only_stored``), keyed ``"sensitivity-<method>-<units>"`` and ``"outliers"``."""
+    results = {f"sensitivity-{method}-{units}": sensitivity_result(profile, method=method, units=units, quiet=quiet,
+                                                                  only_stored=only_stored)
+               for method, units in SENSITIVITIES}
+    results["outliers"] = outlier_result(profile, m=OWL_M, quiet=quiet, only_stored=only_stored)
+    return results
+
+
+SUITES = {"sweep": sweep_suite, "sensitivity": sensitivity_suite, "allocation": allocation_suite}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,15 +373,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         profile = get_profile(args.profile)
-        suites = SUITES if args.suite == "all" else {args.suite: SUITES[args.suite]}
-        if args.list and "allocation" in suites:  # listing must not start the sensitivity measurements
-            suites = {name: make for name, make in suites.items() if name != "allocation"}
+        names = list(SUITES) if args.suite == "all" else [args.suite]
+        root = profile_root(profile)
+        if "sensitivity" in names:  # first: the allocation suite is derived from its results
+            measured = sensitivity_suite(profile, only_stored=args.list)
+            if args.list:
+                for name, result in measured.items():
+                    print(f"{'cached ' if result else 'missing'}  {name}")
+        needed = ("sensitivity-wanda-block", "sensitivity-sparsegpt-block", "outliers")  # the allocation's inputs
+        stored_now = sensitivity_suite(profile, only_stored=True) if args.list else {}
+        if args.list and "allocation" in names and not all(stored_now[name] for name in needed):
+            names.remove("allocation")  # listing must not start the sensitivity measurements
             print("(the allocation suite is listed once its sensitivities and outlier ratios exist)")
-        specs = list(dict.fromkeys(spec for make in suites.values() for spec in make(profile)))
+        specs = list(dict.fromkeys(spec for name in names if name != "sensitivity" for spec in SUITES[name](profile)))
     except PrunelibError as error:
         print(f"prunelib: error: {error}", file=sys.stderr)
         return 2
-    root = profile_root(profile)
     if args.list:
         for spec in specs:
             print(f"{'cached ' if spec.path(root).exists() else 'missing'}  {os.path.relpath(spec.path(root))}")

@@ -101,6 +101,16 @@ def test_list_command(tmp_path, monkeypatch, capsys):
     assert len(lines) == 31 and all(line.startswith("missing") for line in lines)
 
 
+def test_listing_everything_computes_nothing(tmp_path, monkeypatch, capsys, counted):
+    monkeypatch.setattr(experiments, "RESULTS", tmp_path)
+    assert experiments.main(["--profile", "ci", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:5] == ["missing  sensitivity-wanda-block", "missing  sensitivity-sparsegpt-block",
+                         "missing  sensitivity-wanda-type", "missing  sensitivity-wanda-linear", "missing  outliers"]
+    assert "listed once" in lines[5] and len(lines) == 6 + 31
+    assert not counted and not list(tmp_path.rglob("*.json"))
+
+
 @pytest.mark.slow
 def test_a_real_run_on_the_embedded_model(tmp_path):
     spec = Run(method="magnitude", sparsity=0.5, eval_seqlen=128, max_windows=1)
