@@ -13,8 +13,12 @@ import torch
 class Pruned(NamedTuple):
     weight: torch.Tensor  #: the new weight, same shape and dtype as the input
     mask: torch.Tensor  #: bool, True where the weight is kept
+    #: float32 ``(out, groups)`` when the weight was also quantized (SparseGPT's joint mode):
+    #: then ``weight = codes * scales`` with integer codes
+    scales: torch.Tensor | None = None
 
 
+from .gptq import gptq  # noqa: E402
 from .magnitude import magnitude  # noqa: E402
 from .sparsegpt import sparsegpt  # noqa: E402
 from .wanda import wanda, wanda_scores  # noqa: E402
@@ -23,4 +27,4 @@ from .wanda import wanda, wanda_scores  # noqa: E402
 STATISTIC = {"magnitude": None, "wanda": "norms", "sparsegpt": "hessian"}
 METHODS = tuple(STATISTIC)
 
-__all__ = ["METHODS", "STATISTIC", "Pruned", "magnitude", "sparsegpt", "wanda", "wanda_scores"]
+__all__ = ["METHODS", "STATISTIC", "Pruned", "gptq", "magnitude", "sparsegpt", "wanda", "wanda_scores"]
