@@ -10,8 +10,8 @@ point and a pruned weight (``w = 0``) gets the code 0 and stays exactly zero aft
 is rounded to an integer, and then the grid is no longer fitted to the weights). The code
 ``-2^{b-1}`` is left unused: INT4 has the 15 levels -7 .. 7, INT8 the 255 levels -127 .. 127.
 
-The scale of a group is ``max |w| / Q`` over it (round-to-nearest, RTN, the simplest choice
-that never clips). Groups are one output channel (a whole row, ``group_size=None``) or
+The scale of a group is ``max |w| / Q`` over it, rounded up to a float16 number (the
+precision scales are stored in), so round-to-nearest (RTN) never clips. Groups are one output channel (a whole row, ``group_size=None``) or
 ``group_size`` consecutive inputs of a row (``cols / group_size`` scales per row). A group of
 zeros gets scale 1: its codes are 0 whatever the scale is.
 
@@ -21,6 +21,7 @@ int8 ``(out, in)``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -80,10 +81,15 @@ class Quantized(NamedTuple):
 
 
 def group_scales(weight: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
-    """``max |w| / Q`` per group: float32 ``(out, groups)``; 1 for a group of zeros."""
+    """``max |w| / Q`` per group, rounded *up* to a float16 value: float32 ``(out, groups)``; 1 for
+    a group of zeros. Files store scales in float16, so rounding them here makes the stored model
+    exactly the computed one, and rounding up means no weight is clipped."""
     rows, cols = weight.shape
     peak = weight.detach().float().abs().reshape(rows, spec.groups(cols), -1).amax(-1)
-    return torch.where(peak > 0, peak / spec.levels, torch.ones_like(peak))
+    exact = torch.where(peak > 0, peak / spec.levels, torch.ones_like(peak))
+    half = exact.half()
+    half = torch.where(half.float() < exact, torch.nextafter(half, torch.full_like(half, math.inf)), half)
+    return half.float()
 
 
 def expand_scales(scales: torch.Tensor, cols: int) -> torch.Tensor:
