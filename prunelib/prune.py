@@ -41,10 +41,12 @@ def check_options(model: nn.Module, method: str, nm: NM | None, group: str | Non
 
 
 def prune_linear(module: nn.Module, method: str, stat=None, *, sparsity: float = 0.0, nm: NM | None = None,
-                 group: str | None = None, name: str = "layer", **options) -> torch.Tensor:
+                 group: str | None = None, name: str = "layer", quantized: dict | None = None,
+                 **options) -> torch.Tensor:
     """Prune one linear in place with ``method`` and its input statistic ``stat`` (``None`` for
     magnitude, :class:`InputNormStat` for Wanda, :class:`HessianStat` for SparseGPT);
-    returns its weight before pruning."""
+    returns its weight before pruning. When SparseGPT also quantized (``quantize=`` in
+    ``options``), ``quantized[name]`` receives the codes and scales."""
     weight = weight_matrix(module).detach().clone()
     if method == "magnitude":
         result = magnitude(weight, sparsity=sparsity, nm=nm, group=group or "matrix")
@@ -53,6 +55,11 @@ def prune_linear(module: nn.Module, method: str, stat=None, *, sparsity: float =
     else:
         result = sparsegpt(weight, stat.H, sparsity=sparsity, nm=nm, name=name, **options)
     set_weight_matrix(module, result.weight)
+    if result.scales is not None and quantized is not None:
+        from .quantize import Quantized, expand_scales
+
+        codes = torch.round(result.weight.float() / expand_scales(result.scales, weight.shape[1])).to(torch.int8)
+        quantized[name] = Quantized(result.weight, codes, result.scales)
     return weight
 
 
@@ -70,6 +77,7 @@ def prune_model(
     quiet: bool = False,
     measure_error: bool = False,
     permute: bool = False,
+    quantized: dict | None = None,
     **options,
 ) -> dict:
     """Prune every linear inside the decoder blocks of ``model`` in place.
@@ -77,7 +85,8 @@ def prune_model(
     ``calibration`` is an ``(nsamples, seqlen)`` LongTensor (unused by magnitude).
     ``sparsity`` is one fraction or one per block; ``nm`` (e.g. ``"2:4"``) overrides it.
     ``group`` sets the comparison group of magnitude/Wanda (``"matrix"`` or ``"row"``);
-    ``options`` go to SparseGPT (``blocksize``, ``percdamp``).
+    ``options`` go to SparseGPT (``blocksize``, ``percdamp``, and ``quantize="int4-g128"`` for its
+    joint mode, whose codes and scales are then stored in the ``quantized`` dict by linear name).
     With ``measure_error`` every linear's relative reconstruction error
     ``||W X - W' X||^2 / ||W X||^2`` on its calibration inputs (those of the model pruned so
     far) is reported under ``"errors"``; this needs calibration data for every method, and
@@ -90,6 +99,8 @@ def prune_model(
     """
     nm = NM.parse(nm) if nm is not None else None
     check_options(model, method, nm, group)
+    if options and method != "sparsegpt":
+        raise PrunelibError(f"{method} takes no options {sorted(options)}; they apply to sparsegpt")
     if permute and nm is None:
         raise PrunelibError("permute reorders channels for an N:M pattern; pass nm as well")
     family = model.config.model_type
@@ -125,7 +136,7 @@ def prune_model(
             for name, module in linears.items():
                 where = f"{index}.{name}"
                 before = prune_linear(module, method, stats[name], sparsity=sparsities[index], nm=nm, group=group,
-                                      name=where, **options)
+                                      name=where, quantized=quantized, **options)
                 if measure_error:
                     errors[where] = relative_error(before, weight_matrix(module), hessians[name].H)
 
