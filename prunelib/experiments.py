@@ -212,12 +212,14 @@ UNITS = ("block", "type", "linear")
 
 def sensitivity_result(
     profile: Profile | str | None = None, *, method: str = "wanda", units: str = "block", sparsity: float = 0.5,
-    eval_seqlen: int = 1024, eval_windows: int = 2, root: Path | str | None = None, force: bool = False,
-    quiet: bool = False, only_stored: bool = False,
+    eval_seqlen: int = 1024, eval_windows: int = 2, split: str = "validation", root: Path | str | None = None,
+    force: bool = False, quiet: bool = False, only_stored: bool = False,
 ) -> dict | None:
     """Cached :func:`prunelib.sensitivity.sensitivity` of every unit (``"block"``, ``"type"`` or
     ``"linear"``) with the profile's calibration, on the first ``eval_windows`` windows of
-    ``eval_seqlen`` WikiText-2 test tokens, plus the blocks' parameter counts. With ``only_stored``,
+    ``eval_seqlen`` tokens of WikiText-2 ``split``, plus the blocks' parameter counts. The default
+    is the validation split: an allocation derived from sensitivities must not be tuned on the
+    test text its runs are evaluated on. With ``only_stored``,
     None when it has not been computed yet."""
     from . import data, sensitivity as sens
     from .provenance import model_record, now, versions
@@ -230,7 +232,7 @@ def sensitivity_result(
     definition = {"kind": "sensitivity", "model": profile.model, "method": method, "units": units,
                   "sparsity": check_sparsity(sparsity), "nsamples": profile.nsamples,
                   "calib_seqlen": profile.calib_seqlen, "seed": profile.seed, "eval_seqlen": eval_seqlen,
-                  "eval_windows": eval_windows, "device": profile.device, "version": __version__}
+                  "eval_windows": eval_windows, "split": split, "device": profile.device, "version": __version__}
     path = Path(root or profile_root(profile)) / f"sensitivity-{method}-{units}-{_key(definition)}.json"
 
     def compute_record() -> dict:
@@ -243,7 +245,7 @@ def sensitivity_result(
                 tokenizer, profile.nsamples, profile.calib_seqlen, profile.seed)
             statistics = sens.collect_statistics(model, calibration, STATISTIC[method], device=profile.device,
                                                  quiet=quiet)
-        tokens, record["eval_data"] = data.wikitext2_tokens(tokenizer, "test")
+        tokens, record["eval_data"] = data.wikitext2_tokens(tokenizer, split)
         grouping = {"block": sens.units_by_block, "type": sens.units_by_type, "linear": sens.units_by_linear}[units]
         record.update(sens.sensitivity(model, tokens, grouping(model), statistics, method=method, sparsity=sparsity,
                                        seqlen=eval_seqlen, max_windows=eval_windows, quiet=quiet))

@@ -147,6 +147,7 @@ def test_sensitivity_and_outliers_are_cached_on_the_embedded_model(tmp_path):
     first = experiments.sensitivity_result("ci", method="magnitude", units="type", eval_seqlen=128, eval_windows=1,
                                            root=tmp_path, quiet=True)
     assert len(first["ppl"]) == 7 and not first["cached"]
+    assert first["eval_data"]["split"] == "validation"  # never the test text the runs are scored on
     assert all(value > 0 for value in first["increase"].values())  # pruning any type to 50% hurts
     again = experiments.sensitivity_result("ci", method="magnitude", units="type", eval_seqlen=128, eval_windows=1,
                                            root=tmp_path, quiet=True)
