@@ -4,6 +4,7 @@
     prunelib prune --method sparsegpt --nm 2:4 --permute      # N:M with channel permutation
     prunelib shrink --mlp 0.25 --refit --save smaller-model    # remove MLP channels / heads for real
     prunelib eval --model pruned-dir --max-windows 40
+    prunelib pipeline --method sparsegpt --nm 2:4 --quantize int4-g64 --compact out/   # end to end
 
 Every bad input is refused before work starts, with one line on stderr and exit status 2;
 output files are written atomically, so a failed run leaves nothing half-written.
@@ -28,6 +29,7 @@ from .methods import METHODS, STATISTIC
 from .models import DEFAULT_MODEL, load_model, quiet_transformers
 from .provenance import (model_bytes, model_record, now, peak_memory_bytes, reset_peak_memory, resident_memory_bytes,
                          versions, write_json)
+from .models import prunable_linears, weight_matrix
 from .prune import check_options, measure_sparsity, prune_model
 from .structured import prune_structured
 
@@ -76,13 +78,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_calibration(shrink)
     shrink.add_argument("--save", type=Path, default=None, help="save the smaller model as a HF directory")
 
+    pipe = commands.add_parser("pipeline", help="prune, optionally quantize, evaluate, save compact and/or HF")
+    _add_common(pipe)
+    _add_calibration(pipe)
+    pipe.add_argument("--method", default="wanda", choices=METHODS)
+    pipe.add_argument("--sparsity", type=float, default=0.5, help="fraction of weights to zero, in [0, 1)")
+    pipe.add_argument("--nm", default=None, help="N:M pattern such as 2:4; overrides --sparsity")
+    pipe.add_argument("--group", default=None, choices=("matrix", "row"), help="comparison group of magnitude/wanda")
+    pipe.add_argument("--permute", action="store_true", help="reorder MLP channels before an N:M mask (needs --nm)")
+    pipe.add_argument("--quantize", default=None, help="also quantize the weights: int8, int4 (per channel), int4-g64 (groups of 64 inputs), ...")
+    pipe.add_argument("--quant-method", default="gptq", choices=("rtn", "gptq", "joint"),
+                      help="rtn, gptq (after pruning, mask fixed) or joint (SparseGPT prunes and quantizes in one pass)")
+    pipe.add_argument("--act-order", action="store_true", help="GPTQ: process inputs by decreasing Hessian diagonal")
+    pipe.add_argument("--compact", type=Path, default=None,
+                      help="write config.json + model.compact.safetensors (packed, sparse) here, and check it reloads exactly")
+    pipe.add_argument("--layout", default="auto", choices=("auto", "bitmask", "nm", "csr", "dense"),
+                      help="sparse layout of the compact file (auto: nm for --nm, else bitmask)")
+    pipe.add_argument("--save", type=Path, default=None, help="also save a standard HF directory (dense tensors)")
+
     evaluate = commands.add_parser("eval", help="evaluate the WikiText-2 perplexity of a model")
     _add_common(evaluate)
     return parser
 
 
 def _check_outputs(args) -> None:
-    for path in (args.json, getattr(args, "save", None)):
+    for path in (args.json, getattr(args, "save", None), getattr(args, "compact", None)):
         if path is not None and path.exists() and not args.overwrite:
             raise PrunelibError(f"{path} already exists; pass --overwrite to replace it")
 
@@ -119,7 +139,8 @@ def save_model(model, tokenizer, directory: Path, overwrite: bool = False) -> No
 
 
 def _needs_calibration(args) -> bool:
-    return args.command == "shrink" or STATISTIC.get(getattr(args, "method", "dense")) is not None
+    quantizes_with_data = getattr(args, "quantize", None) and getattr(args, "quant_method", "rtn") != "rtn"
+    return args.command == "shrink" or STATISTIC.get(getattr(args, "method", "dense")) is not None or bool(quantizes_with_data)
 
 
 def _check_data(args) -> None:
@@ -187,6 +208,63 @@ def run_shrink(args) -> dict:
     return _evaluate_and_save(model, tokenizer, eval_tokens, eval_source, args, record)
 
 
+def run_pipeline(args) -> dict:
+    """Load, prune, quantize (optional), round to what the compact file stores, evaluate, save."""
+    from .compact import load_compact, round_to_float16, save_compact
+    from .quantize import QuantSpec
+    from .quantize_model import quantize_model
+
+    nm = _check_prune_args(args)
+    spec = QuantSpec.parse(args.quantize) if args.quantize else None
+    if args.quant_method == "joint" and spec is not None and args.method != "sparsegpt":
+        raise PrunelibError("--quant-method joint is SparseGPT's joint mode; use --method sparsegpt")
+    layout = args.layout if args.layout != "auto" else ("nm" if nm else "bitmask")
+    if layout == "nm" and nm is None:
+        raise PrunelibError("--layout nm needs --nm")
+    _check_outputs(args)
+    _check_data(args)
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, quiet=args.quiet)
+    check_options(model, args.method, nm, args.group)
+    if spec is not None:
+        for name, module in prunable_linears(model).items():
+            spec.groups(weight_matrix(module).shape[1])  # a bad group size fails before any work
+    eval_tokens, eval_source = data.wikitext2_tokens(tokenizer, args.split)
+    record = {"command": "pipeline", "model": model_record(args.model, model), "method": args.method,
+              "nm": str(nm) if nm else None, "sparsity_target": nm.sparsity if nm else args.sparsity,
+              "quantize": str(spec) if spec else None, "quant_method": args.quant_method if spec else None}
+    calibration = None
+    if _needs_calibration(args):
+        calibration, record["calibration"] = data.c4_calibration(tokenizer, args.nsamples, args.calib_seqlen, args.seed)
+    quantized: dict = {}
+    joint = {"quantize": str(spec), "quantized": quantized} if spec and args.quant_method == "joint" else {}
+    record["prune_seconds"] = prune_model(
+        model, calibration, method=args.method, sparsity=args.sparsity, nm=nm, group=args.group,
+        batch_size=args.batch_size, device=args.device, quiet=args.quiet, permute=args.permute, **joint,
+    )["prune_seconds"]
+    if spec is not None and not joint:
+        options = {"act_order": True} if args.act_order and args.quant_method == "gptq" else {}
+        report, quantized = quantize_model(model, calibration, spec=spec, method=args.quant_method,
+                                           batch_size=args.batch_size, device=args.device, quiet=args.quiet, **options)
+        record["quantize_seconds"] = report["quantize_seconds"]
+    if args.compact is not None:
+        round_to_float16(model, quantized)  # evaluate exactly what the file holds
+    ppl = perplexity(model, eval_tokens, seqlen=args.eval_seqlen, max_windows=args.max_windows, quiet=args.quiet)
+    record.update(_summary(model, ppl, eval_source, args))
+    if args.compact is not None:
+        saved = save_compact(model.cpu(), args.compact, quantized=quantized, layout=layout, nm=str(nm) if nm else None,
+                             bits=spec.bits if spec else None)
+        tokenizer.save_pretrained(args.compact)
+        reloaded = load_compact(args.compact, dtype=next(model.parameters()).dtype)
+        exact = all(torch.equal(value, reloaded.state_dict()[key]) for key, value in model.state_dict().items())
+        if not exact:
+            raise PrunelibError(f"the compact file {args.compact} does not reload to the evaluated model")
+        record["compact"] = {**saved, "layout": layout, "round_trip_exact": exact}
+    if args.save is not None:
+        save_model(model, tokenizer, args.save, args.overwrite)
+        record["saved_to"] = str(args.save)
+    return record
+
+
 def _summary(model, ppl: dict, eval_source: dict, args) -> dict:
     measured = measure_sparsity(model)
     return {
@@ -215,13 +293,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with quiet_transformers(args.quiet):
-            record = {"prune": run_prune, "shrink": run_shrink, "eval": run_eval}[args.command](args)
+            record = {"prune": run_prune, "shrink": run_shrink, "eval": run_eval,
+                      "pipeline": run_pipeline}[args.command](args)
     except PrunelibError as error:
         print(f"prunelib: error: {error}", file=sys.stderr)
         return 2
     if args.json is not None:
         write_json(args.json, record)
     summary = {k: record[k] for k in ("ppl", "sparsity", "eval_seconds", "parameters_after") if k in record}
+    if "compact" in record:
+        summary["compact_bytes"] = record["compact"]["file_bytes"]
     summary["prune_seconds"] = record.get("prune_seconds")
     print(json.dumps({"model": args.model, "method": record.get("method", args.command), **summary}))
     return 0

@@ -43,7 +43,7 @@ def quantize_model(
     model: nn.Module,
     calibration: torch.Tensor | None = None,
     *,
-    spec: QuantSpec | str = "int4-g128",
+    spec: QuantSpec | str,
     method: str = "rtn",
     batch_size: int = 1,
     device: torch.device | str | None = None,

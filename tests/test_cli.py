@@ -119,3 +119,32 @@ def test_shrink_saves_a_smaller_model_that_reloads(tmp_path):
     assert main(["eval", "--model", str(saved), "--eval-seqlen", "256", "--max-windows", "2", "--quiet",
                  "--json", str(tmp_path / "eval.json")]) == 0
     assert json.loads((tmp_path / "eval.json").read_text())["ppl"] == pytest.approx(record["ppl"], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_pipeline_prunes_quantizes_and_writes_a_compact_file_that_reloads_exactly(tmp_path, capsys):
+    from prunelib.compact import load_compact
+    from prunelib.models import prunable_linears, weight_matrix
+
+    out, compact = tmp_path / "r.json", tmp_path / "compact"
+    argv = ["pipeline", "--method", "magnitude", "--nm", "2:4", "--quantize", "int4-g64", "--quant-method", "rtn",
+            "--compact", str(compact), "--json", str(out), *FAST]
+    assert main(argv) == 0
+    record = json.loads(out.read_text())
+    assert record["compact"]["round_trip_exact"] and record["compact"]["layout"] == "nm"
+    # 2:4 + INT4 + float16 scales per 64: 0.5 * 4 + 0.5 * 2 + 16 / 64 bits per linear weight
+    assert record["compact"]["bits_per_linear_weight"] == pytest.approx(3.25)
+    assert 0.5 <= record["sparsity"] < 0.52  # 2:4, plus the kept weights that round to code 0
+    model = load_compact(compact)
+    for name, module in prunable_linears(model).items():
+        W = weight_matrix(module).reshape(weight_matrix(module).shape[0], -1, 4)
+        assert torch.all((W != 0).sum(-1) <= 2), name
+    assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err  # outputs exist now
+
+
+def test_pipeline_refuses_bad_quantization_before_loading(tmp_path, capsys):
+    for extra, message in ((["--quantize", "fp4"], "int4"), (["--quantize", "int4", "--quant-method", "joint"], "joint"),
+                           (["--layout", "nm"], "--nm")):
+        assert main(["pipeline", "--method", "wanda", *extra, "--compact", str(tmp_path / "c"), *FAST]) == 2
+        assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
