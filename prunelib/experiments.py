@@ -43,7 +43,12 @@ ZERO_SHOT_TASKS = ("arc_easy", "arc_challenge", "hellaswag", "winogrande", "piqa
 @dataclass(frozen=True)
 class Run:
     """The full definition of one result. ``block_sparsity`` (one value per block) overrides
-    ``sparsity``; ``nm`` overrides both; ``label`` only names how per-block values were chosen."""
+    ``sparsity``; ``nm`` overrides both; ``label`` only names how per-block values were chosen.
+
+    ``compact`` evaluates the model as a compact file stores it (float16, or packed integer codes
+    for ``quantize``, e.g. ``"int4-g64"``, by ``quant_method`` ``"rtn"``, ``"gptq"`` or SparseGPT's
+    ``"joint"`` mode) and records the file's bytes; quantized runs are always compact. These three
+    fields enter the definition only when set, so runs without them keep their keys."""
 
     method: str = "dense"
     sparsity: float = 0.0
@@ -62,6 +67,9 @@ class Run:
     zero_shot_limit: int | None = None
     device: str = "cpu"
     version: str = field(default=__version__)
+    quantize: str | None = None
+    quant_method: str | None = None
+    compact: bool = False
 
     def __post_init__(self):
         if self.method not in ("dense", *METHODS):
@@ -71,6 +79,18 @@ class Run:
             object.__setattr__(self, "nm", str(NM.parse(self.nm)))
         if self.block_sparsity is not None:
             object.__setattr__(self, "block_sparsity", tuple(check_sparsity(float(s)) for s in self.block_sparsity))
+        if self.quantize is not None:
+            from .quantize import QuantSpec
+
+            object.__setattr__(self, "quantize", str(QuantSpec.parse(self.quantize)))
+            object.__setattr__(self, "quant_method", self.quant_method or "gptq")
+            object.__setattr__(self, "compact", True)
+            if self.quant_method not in ("rtn", "gptq", "joint"):
+                raise PrunelibError(f"unknown quant_method '{self.quant_method}'; use rtn, gptq or joint")
+            if self.quant_method == "joint" and self.method != "sparsegpt":
+                raise PrunelibError("quant_method 'joint' is SparseGPT's joint mode; use method='sparsegpt'")
+        elif self.quant_method is not None:
+            raise PrunelibError("quant_method needs quantize")
         unknown = set(self.zero_shot) - set(ZERO_SHOT_TASKS)
         if unknown:
             raise PrunelibError(f"unknown zero-shot tasks {sorted(unknown)}; use {', '.join(ZERO_SHOT_TASKS)}")
@@ -86,7 +106,8 @@ class Run:
 
     @property
     def uses_calibration(self) -> bool:
-        return self.method != "dense" and STATISTIC[self.method] is not None
+        pruning = self.method != "dense" and STATISTIC[self.method] is not None
+        return pruning or self.quant_method in ("gptq", "joint")
 
     def definition(self) -> dict:
         """What the key hashes: every field, with calibration fields dropped when unused."""
@@ -96,6 +117,9 @@ class Run:
         if not self.uses_calibration:
             for unused in ("nsamples", "calib_seqlen", "seed"):
                 values.pop(unused)
+        for optional in ("quantize", "quant_method", "compact"):
+            if not values[optional]:
+                values.pop(optional)
         return values
 
     @property
@@ -106,13 +130,18 @@ class Run:
     @property
     def name(self) -> str:
         if self.method == "dense":
-            return "dense"
+            return "-".join(["dense", *([self.quantize, self.quant_method] if self.quantize else
+                                         ["fp16"] if self.compact else [])])
         pattern = self.nm.replace(":", "of") if self.nm else f"{round(100 * self.sparsity)}"
         parts = [self.method, pattern]
         if self.permute:
             parts.append("permuted")
         if self.block_sparsity is not None:
             parts.append(self.label or "per-block")
+        if self.quantize:
+            parts += [self.quantize, self.quant_method]
+        elif self.compact:
+            parts.append("fp16")
         return "-".join(parts)
 
     def path(self, root: Path | str | None = None) -> Path:
@@ -145,7 +174,7 @@ def compute(spec: Run, *, quiet: bool = False) -> dict:
     from . import data
     from .evaluate import perplexity
     from .provenance import model_record, now, versions
-    from .prune import prune_model
+    from .prune import measure_sparsity, prune_model
 
     start = time.perf_counter()
     model, tokenizer = _MODELS.get(spec.model, spec.device)
@@ -153,15 +182,25 @@ def compute(spec: Run, *, quiet: bool = False) -> dict:
     calibration = None
     if spec.uses_calibration:
         calibration, record["calibration"] = data.c4_calibration(tokenizer, spec.nsamples, spec.calib_seqlen, spec.seed)
+    quantized: dict = {}
+    joint = {"quantize": spec.quantize, "quantized": quantized} if spec.quant_method == "joint" else {}
     if spec.method != "dense":
         sparsity = list(spec.block_sparsity) if spec.block_sparsity is not None else spec.sparsity
         report = prune_model(model, calibration, method=spec.method, sparsity=sparsity, nm=spec.nm, group=spec.group,
-                             permute=spec.permute, device=spec.device, quiet=quiet)
+                             permute=spec.permute, device=spec.device, quiet=quiet, **joint)
         record["prune"] = report
     else:
-        from .prune import measure_sparsity
-
         record["prune"] = {"prune_seconds": 0.0, **measure_sparsity(model)}
+    if spec.quantize and spec.quant_method != "joint":
+        from .quantize_model import quantize_model
+
+        record["quantize"], quantized = quantize_model(model, calibration, spec=spec.quantize, method=spec.quant_method,
+                                                       device=spec.device, quiet=quiet)
+    if spec.compact:
+        from .compact import round_to_float16
+
+        round_to_float16(model, quantized)  # evaluate exactly what the compact file stores
+        record["prune"].update(measure_sparsity(model))  # quantization may round kept weights to zero
     record["sparsity"] = record["prune"]["sparsity"]
     tokens, record["eval_data"] = data.wikitext2_tokens(tokenizer, "test")
     record["eval"] = perplexity(model, tokens, seqlen=spec.eval_seqlen, max_windows=spec.max_windows, quiet=quiet)
@@ -171,9 +210,47 @@ def compute(spec: Run, *, quiet: bool = False) -> dict:
 
         record["zero_shot"] = zero_shot(model, tokenizer, spec.zero_shot, limit=spec.zero_shot_limit,
                                         batch_size=ZERO_SHOT_BATCH, quiet=quiet)
+    if spec.compact:
+        record["storage"] = compact_storage(model, quantized, spec)
     record.update(versions=versions(), threads=torch.get_num_threads(), finished=now(),
                   seconds=time.perf_counter() - start)
     return record
+
+
+def compact_storage(model, quantized: dict, spec: Run) -> dict:
+    """Save ``model`` as a compact file in a temporary folder, check it reloads bit for bit, and
+    return its bytes, next to the float16 dense size and the closed-form bits per linear weight."""
+    import tempfile
+
+    from .compact import load_compact, save_compact
+    from .formats import formula_bytes
+    from .models import prunable_linears, weight_matrix
+    from .packing import packed_bytes
+    from .quantize import QuantSpec
+
+    layout = "nm" if spec.nm else ("bitmask" if spec.method != "dense" else "dense")
+    bits = QuantSpec.parse(spec.quantize).bits if spec.quantize else None
+    formula, weights = 0, 0
+    for name, module in prunable_linears(model).items():
+        rows, cols = weight_matrix(module).shape
+        nnz = int(torch.count_nonzero(weight_matrix(module)))
+        options = {"nm": spec.nm} if layout == "nm" else {}
+        if bits:
+            groups = quantized[name].scales.shape[1]
+            formula += packed_bytes(rows, cols, nnz, bits, groups, layout, **options)
+        else:
+            formula += formula_bytes(layout, rows, cols, nnz, 2, **options)
+        weights += rows * cols
+    with tempfile.TemporaryDirectory(prefix="prunelib-compact-") as folder:
+        saved = save_compact(model, folder, quantized=quantized, layout=layout, nm=spec.nm, bits=bits)
+        reloaded = load_compact(folder, dtype=next(model.parameters()).dtype).state_dict()
+        exact = all(torch.equal(value, reloaded[key]) for key, value in model.state_dict().items())
+    if not exact:
+        raise PrunelibError(f"{spec.name}: the compact file does not reload to the evaluated model")
+    parameters = sum(p.numel() for p in model.parameters())
+    return {**{k: v for k, v in saved.items() if k != "path"}, "layout": layout, "round_trip_exact": exact,
+            "formula_linear_bytes": formula, "float16_dense_bytes": 2 * parameters,
+            "formula_bits_per_linear_weight": 8 * formula / weights}
 
 
 def cached(path: Path, definition: dict, compute_record, *, force: bool = False, only_stored: bool = False) -> dict | None:
@@ -363,7 +440,34 @@ def sensitivity_suite(profile: Profile | str | None = None, *, only_stored: bool
     return results
 
 
-SUITES = {"sweep": sweep_suite, "sensitivity": sensitivity_suite, "allocation": allocation_suite}
+#: chapter 8's group size: divides SmolLM2's 576 and 1536 inputs and every 7B model's
+QUANT_GROUP = 64
+
+
+def quantization_suite(profile: Profile | str | None = None) -> list[Run]:
+    """Chapter 8: float16 storage, INT8 and INT4 (RTN and GPTQ), and quantization stacked on 50%
+    and 2:4 pruning (GPTQ with the mask fixed, and SparseGPT's joint mode), every run stored as a
+    compact file whose bytes are measured."""
+    p, int4 = profile, f"int4-g{QUANT_GROUP}"
+    return [
+        Run.from_profile(p, compact=True),
+        Run.from_profile(p, method="wanda", sparsity=0.5, compact=True),
+        Run.from_profile(p, method="wanda", nm="2:4", compact=True),
+        Run.from_profile(p, quantize="int8", quant_method="rtn"),
+        Run.from_profile(p, quantize="int8", quant_method="gptq"),
+        Run.from_profile(p, quantize=int4, quant_method="rtn"),
+        Run.from_profile(p, quantize=int4, quant_method="gptq"),
+        Run.from_profile(p, method="wanda", sparsity=0.5, quantize=int4, quant_method="rtn"),
+        Run.from_profile(p, method="wanda", sparsity=0.5, quantize=int4, quant_method="gptq"),
+        Run.from_profile(p, method="sparsegpt", sparsity=0.5, quantize=int4, quant_method="gptq"),
+        Run.from_profile(p, method="sparsegpt", sparsity=0.5, quantize=int4, quant_method="joint"),
+        Run.from_profile(p, method="wanda", nm="2:4", quantize="int8", quant_method="gptq"),
+        Run.from_profile(p, method="sparsegpt", nm="2:4", quantize="int8", quant_method="gptq"),
+    ]
+
+
+SUITES = {"sweep": sweep_suite, "sensitivity": sensitivity_suite, "allocation": allocation_suite,
+          "quantization": quantization_suite}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,23 @@ def test_any_change_recomputes(tmp_path, counted, change):
     assert len(list(tmp_path.glob("*.json"))) == 2
 
 
+def test_quantization_fields_enter_the_key_only_when_set():
+    plain = Run(method="wanda", sparsity=0.5)
+    assert not {"quantize", "quant_method", "compact"} & set(plain.definition())
+    stored16 = Run(method="wanda", sparsity=0.5, compact=True)
+    assert stored16.definition()["compact"] and stored16.key != plain.key and stored16.name == "wanda-50-fp16"
+    q = Run(method="wanda", nm="2:4", quantize="INT8")
+    assert (q.quantize, q.quant_method, q.compact, q.name) == ("int8", "gptq", True, "wanda-2of4-int8-gptq")
+    assert Run(quantize="int4-g64", quant_method="rtn").name == "dense-int4-g64-rtn"
+    assert not Run(quantize="int4", quant_method="rtn").uses_calibration and Run(quantize="int4").uses_calibration
+    for bad in (dict(quantize="int4", quant_method="awq"), dict(quant_method="rtn"),
+                dict(method="wanda", quantize="int4", quant_method="joint")):
+        with pytest.raises(PrunelibError):
+            Run(**bad)
+    suite = experiments.quantization_suite("ci")
+    assert len({s.key for s in suite}) == len(suite) and all(s.compact for s in suite)
+
+
 def test_stored_never_computes(tmp_path, counted):
     spec = Run(method="wanda", sparsity=0.5)
     assert experiments.stored(spec, root=tmp_path) is None and not counted
@@ -107,7 +124,7 @@ def test_listing_everything_computes_nothing(tmp_path, monkeypatch, capsys, coun
     lines = capsys.readouterr().out.splitlines()
     assert lines[:5] == ["missing  sensitivity-wanda-block", "missing  sensitivity-sparsegpt-block",
                          "missing  sensitivity-wanda-type", "missing  sensitivity-wanda-linear", "missing  outliers"]
-    assert "listed once" in lines[5] and len(lines) == 6 + 31
+    assert "listed once" in lines[5] and len(lines) == 6 + 31 + len(experiments.quantization_suite("ci"))
     assert not counted and not list(tmp_path.rglob("*.json"))
 
 
@@ -140,6 +157,18 @@ def test_allocation_suite_feeds_the_rules_and_hits_each_target(monkeypatch):
     assert {spec.label for spec in suite} == {None, "inverse-sensitivity", "owl"}
     sweep = set(experiments.sweep_suite("ci"))
     assert all(spec in sweep for spec in suite if spec.label is None)  # uniform runs are the sweep's
+
+
+@pytest.mark.slow
+def test_a_quantized_compact_run_reloads_exactly_and_counts_its_bytes(tmp_path):
+    spec = Run(method="magnitude", nm="2:4", quantize="int4-g64", quant_method="rtn", eval_seqlen=128, max_windows=1)
+    record = experiments.run(spec, root=tmp_path, quiet=True)
+    storage = record["storage"]
+    assert storage["round_trip_exact"] and storage["layout"] == "nm"
+    assert storage["linear_bytes"] == storage["formula_linear_bytes"]
+    assert storage["bits_per_linear_weight"] == pytest.approx(0.5 * 4 + 0.5 * 2 + 16 / 64)
+    assert storage["file_bytes"] < storage["float16_dense_bytes"] / 2
+    assert record["sparsity"] >= 0.5 and record["ppl"] > 1
 
 
 @pytest.mark.slow
