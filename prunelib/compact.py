@@ -111,7 +111,7 @@ def load_compact(directory: str | Path, dtype: torch.dtype = torch.float32) -> n
     if not (directory / FILE).is_file():
         raise PrunelibError(f"{directory} has no {FILE}; write one with prunelib.compact.save_compact")
     config = transformers.AutoConfig.from_pretrained(directory)
-    model = transformers.AutoModelForCausalLM.from_config(config, torch_dtype=dtype).eval()
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
     matrices, extra, meta = packing.load(directory / FILE)
     missing, unexpected = model.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v
                                                  for k, v in extra.items()}, strict=False)

@@ -60,13 +60,13 @@ def gptq(
 
     order = torch.argsort(H.diagonal(), descending=True, stable=True) if act_order else None
     static = spec.group_size is None or act_order
-    scales = group_scales(W, spec) if static else torch.zeros(rows, groups)
+    scales = group_scales(W, spec) if static else torch.zeros(rows, groups, device=W.device)
     # the group of every (processed) column, to look its scale up
-    group_of = torch.arange(cols) // (spec.group_size or cols)
+    group_of = [column // (spec.group_size or cols) for column in (order.tolist() if order is not None else range(cols))]
     if order is not None:
-        W, H, keep, group_of = W[:, order], H[order][:, order], keep[:, order], group_of[order]
+        W, H, keep = W[:, order], H[order][:, order], keep[:, order]
     U = inverse_cholesky_upper(H, percdamp, name=name)
-    codes = torch.zeros(rows, cols, dtype=torch.int8)
+    codes = torch.zeros(rows, cols, dtype=torch.int8, device=W.device)
 
     for start in range(0, cols, blocksize):
         end = min(start + blocksize, cols)

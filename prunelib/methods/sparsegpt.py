@@ -60,7 +60,7 @@ def sparsegpt(
     keep = torch.ones_like(W, dtype=torch.bool)
     scales = None
     if spec is not None:
-        scales = group_scales(W, spec) if spec.group_size is None else torch.zeros(rows, spec.groups(cols))
+        scales = group_scales(W, spec) if spec.group_size is None else torch.zeros(rows, spec.groups(cols), device=W.device)
         group_size = spec.group_size or cols
 
     for start in range(0, cols, blocksize):
