@@ -53,10 +53,12 @@ def save_compact(
     layout: str = "bitmask",
     nm: str | None = None,
     bits: int | None = None,
+    verify: bool = False,
 ) -> dict:
     """Write ``model`` to ``directory``; ``quantized`` (from :func:`prunelib.quantize_model.quantize_model`
     or SparseGPT's joint mode) holds the codes and scales of the quantized linears, packed in
-    ``bits`` each (default: the fewest that hold each linear's codes). Returns
+    ``bits`` each (default: the fewest that hold each linear's codes). With ``verify`` the file is
+    loaded back and every tensor compared with ``model``'s; a difference raises. Returns
     ``{"path", "file_bytes", "linear_bytes", "other_bytes", "linear_weights", "bits_per_linear_weight"}``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -88,7 +90,11 @@ def save_compact(
     path = directory / FILE
     packing.save(path, matrices, extra)
     linear_bytes = sum(m.nbytes for m in matrices.values())
-    return {"path": str(path), "file_bytes": path.stat().st_size, "linear_bytes": linear_bytes,
+    if verify:
+        reloaded = load_compact(directory, dtype=next(model.parameters()).dtype).state_dict()
+        if not all(torch.equal(value, reloaded[key]) for key, value in model.state_dict().items()):
+            raise PrunelibError(f"the compact file in {directory} does not reload to the model that was saved")
+    return {"path": str(path), **({"round_trip_exact": True} if verify else {}), "file_bytes": path.stat().st_size, "linear_bytes": linear_bytes,
             "other_bytes": sum(t.numel() * t.element_size() for t in extra.values()),
             "linear_weights": linear_weights, "bits_per_linear_weight": 8 * linear_bytes / linear_weights}
 
