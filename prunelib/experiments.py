@@ -9,6 +9,9 @@ definition (an option, the library version) gives a new key and a fresh computat
     python -m prunelib.experiments --profile cpu --suite sweep     # regenerate one suite
     python -m prunelib.experiments --profile cpu --suite sensitivity  # chapter 7's sensitivities
     python -m prunelib.experiments --profile cpu --suite all --list
+
+Starting the same command again in a second shell adds a worker: each run is claimed while it
+is computed (:func:`claim`), and a worker skips the runs another one holds.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -260,9 +264,66 @@ def cached(path: Path, definition: dict, compute_record, *, force: bool = False,
         return {**record, "cached": True}
     if only_stored:
         return None
-    record = compute_record()
-    write_json(path, record)
+    with claim(path):
+        record = compute_record()
+        write_json(path, record)
     return {**record, "cached": False}
+
+
+class Busy(PrunelibError):
+    """Another live process is computing this result right now."""
+
+
+@contextmanager
+def claim(path: Path):
+    """Hold ``<path>.lock`` (created exclusively, holding this process id) while a result is
+    computed, so several workers can run one suite side by side: a worker that meets a claim held
+    by a live process raises :class:`Busy` (which :func:`run_all` skips); a claim left by a
+    process that died is taken over."""
+    lock = Path(f"{path}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            owner = _lock_owner(lock)
+            if owner is not None and _alive(owner):
+                raise Busy(f"{path.name} is being computed by process {owner} (claim {lock})") from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+    else:
+        raise Busy(f"could not claim {lock}")
+    with os.fdopen(handle, "w") as out:
+        out.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _state(path: Path) -> str:
+    """``cached``, ``running`` (claimed by a live process) or ``missing``, padded for a listing."""
+    if path.exists():
+        return "cached "
+    owner = _lock_owner(Path(f"{path}.lock"))
+    return "running" if owner is not None and _alive(owner) else "missing"
+
+
+def _lock_owner(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run(spec: Run, *, root: Path | str | None = None, force: bool = False, quiet: bool = False) -> dict:
@@ -356,13 +417,18 @@ def outlier_result(
 
 
 def run_all(specs: Iterable[Run], *, root: Path | str | None = None, force: bool = False, quiet: bool = False) -> list[dict]:
-    """:func:`run` for many runs, with a progress bar that names the current run."""
+    """:func:`run` for many runs, with a progress bar that names the current run. A run another
+    process is computing (see :func:`claim`) is skipped and left out of the records, so starting
+    the same command twice uses two workers."""
     specs = list(specs)
     records = []
     with tqdm(specs, desc="runs", unit="run", disable=quiet) as bar:
         for spec in bar:
             bar.set_postfix_str(spec.name)
-            records.append(run(spec, root=root, force=force, quiet=quiet))
+            try:
+                records.append(run(spec, root=root, force=force, quiet=quiet))
+            except Busy as busy:
+                bar.write(f"skipped: {busy}")
     return records
 
 
@@ -493,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.list:
         for spec in specs:
-            print(f"{'cached ' if spec.path(root).exists() else 'missing'}  {os.path.relpath(spec.path(root))}")
+            print(f"{_state(spec.path(root))}  {os.path.relpath(spec.path(root))}")
         return 0
     run_all(specs, root=root, force=args.force)
     return 0

@@ -32,6 +32,48 @@ def test_same_run_reuses_its_file(tmp_path, counted):
     assert json.loads(spec.path(tmp_path).read_text())["run"] == spec.definition()
 
 
+def _dead_pid() -> int:
+    """The id of a process that has exited."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_run_claimed_by_a_live_process_is_skipped_not_duplicated(tmp_path, counted):
+    import os
+
+    busy, free = Run(method="wanda", sparsity=0.5), Run(method="wanda", sparsity=0.6)
+    lock = tmp_path / f"{busy.path(tmp_path).name}.lock"
+    lock.write_text(str(os.getppid()))  # the parent of this test process is alive
+    with pytest.raises(experiments.Busy):
+        experiments.run(busy, root=tmp_path)
+    records = experiments.run_all([busy, free], root=tmp_path, quiet=True)
+    assert [r["name"] for r in records] == [free.name] and counted == [free]
+    assert lock.exists() and not busy.path(tmp_path).exists()
+
+
+def test_a_stale_claim_is_taken_over_and_every_claim_is_released(tmp_path, counted):
+    spec = Run(method="wanda", sparsity=0.5)
+    lock = tmp_path / f"{spec.path(tmp_path).name}.lock"
+    lock.write_text(str(_dead_pid()))
+    assert not experiments.run(spec, root=tmp_path)["cached"] and counted == [spec]
+    assert not lock.exists()
+
+
+def test_a_failed_run_releases_its_claim(tmp_path, monkeypatch):
+    def failing(spec, quiet=False):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(experiments, "compute", failing)
+    spec = Run(method="wanda", sparsity=0.5)
+    with pytest.raises(RuntimeError):
+        experiments.run(spec, root=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "change",
     [dict(sparsity=0.6), dict(seed=1), dict(nsamples=32), dict(max_windows=None), dict(version="9.9.9"),
