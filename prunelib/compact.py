@@ -19,7 +19,7 @@ from torch import nn
 
 from . import formats, packing
 from .errors import PrunelibError
-from .models import prunable_linears, set_weight_matrix, weight_matrix
+from .models import prunable_linear_paths, prunable_linears, set_weight_matrix, weight_matrix
 from .quantize import Quantized
 
 FILE = "model.compact.safetensors"
@@ -40,8 +40,7 @@ def round_to_float16(model: nn.Module, quantized: dict[str, Quantized] | None = 
 
 def _parameter_names(model: nn.Module) -> dict[str, str]:
     """``"<block>.<linear>"`` -> the state-dict key of that linear's weight."""
-    by_module = {id(module): name for name, module in model.named_modules()}
-    return {key: f"{by_module[id(module)]}.weight" for key, module in prunable_linears(model).items()}
+    return {key: f"{path}.weight" for key, path in prunable_linear_paths(model).items()}
 
 
 @torch.no_grad()

@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .errors import PrunelibError
-from .models import prunable_linears, set_weight_matrix, weight_matrix
+from .models import prunable_linear_paths, prunable_linears, set_weight_matrix, weight_matrix
 
 
 class SparsityKeeper:
@@ -99,11 +99,11 @@ def add_lora(model: nn.Module, rank: int = 8, alpha: float = 16.0, masked: bool 
     freeze everything else; returns the adapters by name."""
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    adapters = {}
+    adapters, paths = {}, prunable_linear_paths(model)
     for name, module in prunable_linears(model).items():
         if not isinstance(module, nn.Linear):
             raise PrunelibError(f"LoRA here wraps nn.Linear; {name} is a {type(module).__name__}")
-        parent_name, _, child = _module_path(model, module).rpartition(".")
+        parent_name, _, child = paths[name].rpartition(".")
         adapter = LoRALinear(module, rank, alpha, masked)
         setattr(model.get_submodule(parent_name), child, adapter)
         adapters[name] = adapter
@@ -122,13 +122,6 @@ def merge_lora(model: nn.Module) -> int:
             setattr(model.get_submodule(parent_name), child, module.base)
             merged += 1
     return merged
-
-
-def _module_path(model: nn.Module, target: nn.Module) -> str:
-    for path, module in model.named_modules():
-        if module is target:
-            return path
-    raise PrunelibError("module not found in model")
 
 
 def batches(tokens: torch.Tensor, batch_size: int, seed: int = 0) -> Iterator[torch.Tensor]:

@@ -247,6 +247,13 @@ def prunable_linears(model: nn.Module) -> dict[str, nn.Module]:
     }
 
 
+def prunable_linear_paths(model: nn.Module) -> dict[str, str]:
+    """``"<block index>.<name in block>"`` (the keys of :func:`prunable_linears`) -> the linear's
+    full module path in ``model`` (``model.layers.3.mlp.up_proj``), the prefix of its state-dict keys."""
+    path_of = {id(module): path for path, module in model.named_modules()}
+    return {key: path_of[id(module)] for key, module in prunable_linears(model).items()}
+
+
 def weight_matrix(module: nn.Module) -> torch.Tensor:
     """The weight as ``(out_features, in_features)``; a view, not a copy."""
     return module.weight.t() if (Conv1D and isinstance(module, Conv1D)) else module.weight

@@ -8,6 +8,8 @@ from prunelib.models import (
     block_linears,
     decoder_blocks,
     load_model,
+    prunable_linear_paths,
+    prunable_linears,
     resolve_dtype,
     set_weight_matrix,
     weight_matrix,
@@ -20,6 +22,16 @@ def test_every_family_has_blocks_and_linears(family):
     blocks = decoder_blocks(model)
     assert len(blocks) == 2
     assert len(block_linears(blocks[0])) in (4, 6, 7)
+
+
+def test_linear_paths_name_the_same_modules_and_their_state_dict_keys(family):
+    model = tiny_model(family)
+    linears, paths = prunable_linears(model), prunable_linear_paths(model)
+    assert paths.keys() == linears.keys() and len(set(paths.values())) == len(paths)
+    state = model.state_dict()
+    for key, path in paths.items():
+        assert model.get_submodule(path) is linears[key]
+        assert f"{path}.weight" in state and path.endswith(key.split(".", 1)[1])
 
 
 def test_unsupported_architecture_names_itself_and_the_supported_ones():
