@@ -1,7 +1,8 @@
 """Recovering quality after pruning by training with the masks fixed (chapter 9), on the CPU.
 
 Every run prunes a fresh embedded model with the ``cpu`` profile's calibration (64 x 1024 C4
-tokens, seed 0), measures WikiText-2 test perplexity (the profile's 16 windows of 2048), trains
+tokens, seed 0), measures WikiText-2 test perplexity (the profile's 16 windows of 2048; the dense
+value is read from the experiment suite's dense run when stored), trains
 on C4 windows drawn with another seed (``--train-seed``, never the evaluation text) with the
 sparsity kept, and measures again. Runs:
 
@@ -62,7 +63,7 @@ def run_one(name: str, args) -> dict:
         return perplexity(model, eval_tokens, seqlen=profile.eval_seqlen, max_windows=profile.max_windows, quiet=True)
 
     record = {"run": name, "spec": spec, "profile": profile.as_dict(), "model": model_record(profile.model, model),
-              "eval_data": eval_source, "dense": ppl()}
+              "eval_data": eval_source, "dense": dense_perplexity(profile) or ppl()}
     train_tokens, record["train_data"] = data.c4_calibration(tokenizer, args.steps * args.batch_size, args.seqlen,
                                                              args.train_seed)
     calibration = None
@@ -105,12 +106,25 @@ def run_one(name: str, args) -> dict:
     return record
 
 
+def dense_perplexity(profile) -> dict | None:
+    """The dense model's perplexity under the profile's protocol, read from the experiment suite's
+    stored dense run (the same model and evaluation windows), so each run need not measure it again;
+    None when that run is not stored."""
+    from prunelib.experiments import profile_root, stored, sweep_suite
+
+    dense = sweep_suite(profile)[0]
+    record = stored(dense, root=profile_root(profile))
+    if record is None:
+        return None
+    return {"ppl": record["ppl"], "from": f"results/experiments/{profile.name}/{dense.path(profile_root(profile)).name}"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", choices=list(RUNS), help="these runs only (default: all missing)")
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--steps", type=int, default=200, help="optimizer steps (default 200)")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--seqlen", type=int, default=256, help="training sequence length (default 256)")
     parser.add_argument("--lr", type=float, default=2e-5, help="full fine-tuning learning rate")
     parser.add_argument("--lora-lr", type=float, default=2e-4)
