@@ -51,20 +51,25 @@ def _ppl(record: dict | None) -> str:
     return f"{ppl:,.0f}" if ppl >= 1e4 else f"{ppl:,.2f}"
 
 
+def _sparsity(record: dict | None) -> str:
+    return "" if record is None else format(record["sparsity"], ".4f")
+
+
 def sweep_table(records: Mapping[Run, dict | None]) -> str:
     """Markdown: one row per sparsity (then 2:4 and 4:8), one column of perplexity per method, each
-    with the measured overall sparsity of the method's run; the dense perplexity in the first row."""
+    with the measured overall sparsity of the method's run; the dense run in the first row (its
+    measured sparsity counts the weights that are exactly zero before any pruning)."""
     grid = sweep_grid(records)
     methods = [m for m in grid if m != "dense"]
     dense = grid.get("dense", {}).get("dense")
     head = "| target | " + " | ".join(f"{LABELS[m]} ppl | {LABELS[m]} sparsity" for m in methods) + " |"
     rows = [head, "|---|" + "---:|---:|" * len(methods),
-            f"| dense (0%) | " + " | ".join(f"{_ppl(dense)} | 0" for _ in methods) + " |"]
+            f"| dense (0%) | " + " | ".join(f"{_ppl(dense)} | {_sparsity(dense)}" for _ in methods) + " |"]
     for name in [f"{round(100 * s)}%" for s in SWEEP_SPARSITIES] + ["2:4", "4:8"]:
         cells = []
         for method in methods:
             record = grid[method].get(name)
-            cells.append(f"{_ppl(record)} | {'' if record is None else format(record['sparsity'], '.4f')}")
+            cells.append(f"{_ppl(record)} | {_sparsity(record)}")
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
 
@@ -77,7 +82,7 @@ def sweep_curves(records: Mapping[Run, dict | None]) -> dict[str, tuple[list[flo
     for method, runs in grid.items():
         if method == "dense":
             continue
-        points = [(0.0, dense["ppl"])] if dense else []
+        points = [(dense["sparsity"], dense["ppl"])] if dense else []
         points += [(r["sparsity"], r["ppl"]) for name, r in runs.items() if name.endswith("%") and r is not None]
         points.sort()
         curves[method] = ([s for s, _ in points], [p for _, p in points])

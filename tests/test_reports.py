@@ -20,7 +20,7 @@ def records():
     found = {}
     for spec in suite:
         if spec.method == "dense":
-            found[spec] = {"ppl": 20.0, "sparsity": 0.0, "zero_shot": _zero_shot(0.5)}
+            found[spec] = {"ppl": 20.0, "sparsity": 0.0003, "zero_shot": _zero_shot(0.5)}  # a few zeros as shipped
         elif spec.method == "wanda" and spec.nm is None:
             found[spec] = {"ppl": 20.0 / (1 - spec.sparsity), "sparsity": spec.sparsity - 0.001,
                            **({"zero_shot": _zero_shot(0.4)} if spec.zero_shot else {})}
@@ -36,13 +36,15 @@ def test_sweep_table_marks_pending_and_shows_measured_sparsity(records):
     cells = [c.strip() for c in fifty.strip("|").split("|")]
     # magnitude pending, Wanda measured (ppl 40 at measured sparsity 0.499), SparseGPT pending
     assert cells == ["50%", "pending", "", "40.00", "0.4990", "pending", ""]
+    dense = [c.strip() for c in table[2].strip("|").split("|")]
+    assert dense == ["dense (0%)"] + ["20.00", "0.0003"] * 3  # measured, not assumed to be 0
 
 
 def test_sweep_curves_start_at_dense_and_skip_pending(records):
     curves = reports.sweep_curves(records)
     x, y = curves["wanda"]
-    assert x[0] == 0.0 and y[0] == 20.0 and len(x) == 1 + 8 and x == sorted(x)
-    assert curves["magnitude"] == ([0.0], [20.0])
+    assert x[0] == 0.0003 and y[0] == 20.0 and len(x) == 1 + 8 and x == sorted(x)
+    assert curves["magnitude"] == ([0.0003], [20.0])
 
 
 def test_zero_shot_rows_use_the_preferred_metric_and_combine_errors(records):
