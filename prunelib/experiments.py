@@ -258,16 +258,22 @@ def cached(path: Path, definition: dict, compute_record, *, force: bool = False,
     (which must include ``"run": definition``), written atomically first; with ``only_stored``,
     None instead of computing."""
     if path.exists() and not force:
-        record = json.loads(path.read_text())
-        if record.get("run") != definition:  # a hash collision or a hand-edited file
-            raise PrunelibError(f"{path} holds a different run; delete it or pass force=True")
-        return {**record, "cached": True}
+        return _read(path, definition)
     if only_stored:
         return None
     with claim(path):
+        if path.exists() and not force:  # another worker finished it between the check above and the claim
+            return _read(path, definition)
         record = compute_record()
         write_json(path, record)
     return {**record, "cached": False}
+
+
+def _read(path: Path, definition: dict) -> dict:
+    record = json.loads(path.read_text())
+    if record.get("run") != definition:  # a hash collision or a hand-edited file
+        raise PrunelibError(f"{path} holds a different run; delete it or pass force=True")
+    return {**record, "cached": True}
 
 
 class Busy(PrunelibError):
@@ -287,8 +293,8 @@ def claim(path: Path):
             handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             break
         except FileExistsError:
-            owner = _lock_owner(lock)
-            if owner is not None and _alive(owner):
+            owner = _live_owner(lock)
+            if owner is not None:
                 raise Busy(f"{path.name} is being computed by process {owner} (claim {lock})") from None
             lock.unlink(missing_ok=True)  # stale: its process is gone
     else:
@@ -305,25 +311,22 @@ def _state(path: Path) -> str:
     """``cached``, ``running`` (claimed by a live process) or ``missing``, padded for a listing."""
     if path.exists():
         return "cached "
-    owner = _lock_owner(Path(f"{path}.lock"))
-    return "running" if owner is not None and _alive(owner) else "missing"
+    return "running" if _live_owner(Path(f"{path}.lock")) is not None else "missing"
 
 
-def _lock_owner(lock: Path) -> int | None:
+def _live_owner(lock: Path) -> int | None:
+    """The id of the live process holding ``lock``; None when there is no claim or its process is gone."""
     try:
-        return int(lock.read_text().strip())
+        pid = int(lock.read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return None
+    except PermissionError:  # it exists, under another user
+        pass
+    return pid
 
 
 def run(spec: Run, *, root: Path | str | None = None, force: bool = False, quiet: bool = False) -> dict:

@@ -63,6 +63,21 @@ def test_a_stale_claim_is_taken_over_and_every_claim_is_released(tmp_path, count
     assert not lock.exists()
 
 
+def test_a_run_finished_by_another_worker_before_the_claim_is_read_not_recomputed(tmp_path, counted, monkeypatch):
+    spec = Run(method="wanda", sparsity=0.5)
+    real_claim = experiments.claim
+
+    @experiments.contextmanager
+    def claim_after_the_other_worker(path):
+        experiments.write_json(path, {"run": spec.definition(), "ppl": 7.0})  # it finishes while we reach the claim
+        with real_claim(path):
+            yield
+
+    monkeypatch.setattr(experiments, "claim", claim_after_the_other_worker)
+    record = experiments.run(spec, root=tmp_path)
+    assert record["cached"] and record["ppl"] == 7.0 and counted == []
+
+
 def test_a_failed_run_releases_its_claim(tmp_path, monkeypatch):
     def failing(spec, quiet=False):
         raise RuntimeError("out of memory")
