@@ -112,11 +112,11 @@ def dense_perplexity(profile) -> dict | None:
     None when that run is not stored."""
     from prunelib.experiments import profile_root, stored, sweep_suite
 
-    dense = sweep_suite(profile)[0]
-    record = stored(dense, root=profile_root(profile))
+    dense, root = sweep_suite(profile)[0], profile_root(profile)
+    record = stored(dense, root=root)
     if record is None:
         return None
-    return {"ppl": record["ppl"], "from": f"results/experiments/{profile.name}/{dense.path(profile_root(profile)).name}"}
+    return {"ppl": record["ppl"], "from": f"results/experiments/{profile.name}/{dense.path(root).name}"}
 
 
 def main() -> None:

@@ -336,8 +336,7 @@ def run(spec: Run, *, root: Path | str | None = None, force: bool = False, quiet
 
 def stored(spec: Run, *, root: Path | str | None = None) -> dict | None:
     """The stored result of ``spec``, or None when it has not been computed (never computes)."""
-    path = spec.path(root)
-    return {**json.loads(path.read_text()), "cached": True} if path.exists() else None
+    return cached(spec.path(root), spec.definition(), None, only_stored=True)
 
 
 def _key(definition: dict) -> str:
