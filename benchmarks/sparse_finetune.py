@@ -10,7 +10,9 @@ sparsity kept, and measures again. Runs:
   keeps the pruned ones at zero;
 - ``<method>-<pattern>-lora``: masked LoRA adapters on every linear, merged sparse at the end;
 - ``magnitude-50-oneshot`` and ``magnitude-50-iterative``: the same training budget spent after
-  one-shot pruning, or spread over the four steps of :func:`prunelib.iterative.iterative_prune`.
+  one-shot pruning, or spread over the four steps of :func:`prunelib.iterative.iterative_prune`;
+- ``dense-full``: the control, the same full training on the unpruned model, which tells how much
+  of a "recovery" is the model adapting to the training text rather than to its pruning.
 
 Results (loss curve, perplexity before and after, the budget, time, provenance) go to
 ``results/finetune/<run>.json``; existing files are reused, so the script resumes.
@@ -37,6 +39,7 @@ RUNS = {
     "wanda-2of4-lora": {"method": "wanda", "nm": "2:4", "train": "lora"},
     "magnitude-50-oneshot": {"method": "magnitude", "sparsity": 0.5, "train": "full"},
     "magnitude-50-iterative": {"method": "magnitude", "sparsity": 0.5, "train": "iterative"},
+    "dense-full": {"method": "dense", "train": "full"},
 }
 
 
@@ -67,7 +70,7 @@ def run_one(name: str, args) -> dict:
     train_tokens, record["train_data"] = data.c4_calibration(tokenizer, args.steps * args.batch_size, args.seqlen,
                                                              args.train_seed)
     calibration = None
-    if spec["method"] != "magnitude":
+    if spec["method"] not in ("magnitude", "dense"):
         calibration, record["calibration"] = data.c4_calibration(tokenizer, profile.nsamples, profile.calib_seqlen,
                                                                  profile.seed)
     budget = {"steps": args.steps, "batch_size": args.batch_size, "seqlen": args.seqlen, "lr": args.lr,
@@ -81,9 +84,12 @@ def run_one(name: str, args) -> dict:
         record["losses"] = [loss for step in result["losses"] for loss in step]
         record["train_seconds"], record["train_tokens"] = result["seconds"], result["train_tokens"]
     else:
-        prune_model(model, calibration, method=spec["method"], sparsity=spec.get("sparsity", 0.0), nm=spec.get("nm"),
-                    quiet=True)
-        record["before"] = ppl()
+        if spec["method"] == "dense":
+            record["before"] = record["dense"]
+        else:
+            prune_model(model, calibration, method=spec["method"], sparsity=spec.get("sparsity", 0.0),
+                        nm=spec.get("nm"), quiet=True)
+            record["before"] = ppl()
         if spec["train"] == "lora":
             budget.update(rank=args.rank, alpha=2 * args.rank)
             add_lora(model, rank=args.rank, alpha=2 * args.rank, masked=True)

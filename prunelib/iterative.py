@@ -8,7 +8,9 @@ and slowly near the end:
 .. math::  s_k = s \left(1 - \left(1 - k / K\right)^3\right), \qquad k = 1, \dots, K.
 
 Each step prunes every linear to ``s_k`` (the weights pruned before are already zero, so any
-score ranks them first and they stay pruned), then trains ``recover_steps`` with the masks fixed.
+score ranks them first and they stay pruned), then trains ``recover_steps`` with the masks fixed,
+on its own share of the training rows: the steps together see each row once, as a one-shot run of
+``K x recover_steps`` steps over the same rows does, so the two compare at equal data.
 """
 
 from __future__ import annotations
@@ -51,11 +53,15 @@ def iterative_prune(
     if method not in ("magnitude", "wanda"):  # SparseGPT's updates can revive earlier zeros before it masks
         raise PrunelibError(f"iterative pruning supports magnitude and wanda, got '{method}'")
     schedule = cubic_schedule(sparsity, steps)
+    shares = train_tokens.tensor_split(steps)  # disjoint rows per step, not the same first batches K times
+    if shares[-1].shape[0] < batch_size:
+        raise PrunelibError(f"{train_tokens.shape[0]} training rows cannot give each of {steps} steps a batch of "
+                            f"{batch_size}")
     losses, seen, start = [], 0, time.perf_counter()
-    for target in schedule:
+    for target, share in zip(schedule, shares):
         prune_model(model, calibration, method=method, sparsity=target, quiet=True)
         keeper = SparsityKeeper(model)
-        result = train(model, train_tokens, steps=recover_steps, lr=lr, batch_size=batch_size, keeper=keeper,
+        result = train(model, share, steps=recover_steps, lr=lr, batch_size=batch_size, keeper=keeper,
                        quiet=quiet)
         keeper.remove()
         losses.append(result["losses"])

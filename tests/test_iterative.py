@@ -40,3 +40,22 @@ def test_iterative_prune_reaches_the_target_exactly(tokens):
     assert result["train_tokens"] == 3 * 2 * 2 * tokens.shape[1]
     with pytest.raises(PrunelibError, match="magnitude and wanda"):
         iterative_prune(model, tokens, sparsity=0.5, method="sparsegpt", quiet=True)
+    with pytest.raises(PrunelibError, match="a batch of 4"):
+        iterative_prune(tiny_model("llama"), tokens, sparsity=0.5, steps=3, batch_size=4, quiet=True)
+
+
+def test_each_step_trains_on_its_own_rows(tokens, monkeypatch):
+    """The K recovery runs see disjoint rows that together are all of them, as one run over the rows would."""
+    import prunelib.iterative as iterative
+
+    seen = []
+    real_train = iterative.train
+
+    def spy(model, rows, **kwargs):
+        seen.append(rows.clone())
+        return real_train(model, rows, **kwargs)
+
+    monkeypatch.setattr(iterative, "train", spy)
+    iterative_prune(tiny_model("llama"), tokens, sparsity=0.5, steps=3, recover_steps=1, batch_size=2, quiet=True)
+    assert len(seen) == 3
+    assert torch.equal(torch.cat(seen), tokens)
