@@ -9,8 +9,9 @@ and slowly near the end:
 
 Each step prunes every linear to ``s_k`` (the weights pruned before are already zero, so any
 score ranks them first and they stay pruned), then trains ``recover_steps`` with the masks fixed,
-on its own share of the training rows: the steps together see each row once, as a one-shot run of
-``K x recover_steps`` steps over the same rows does, so the two compare at equal data.
+on its own share of the training rows, so no two steps train on the same row. When the rows number
+``K x recover_steps x batch_size``, the steps together see each row once, as a one-shot run of
+``K x recover_steps`` steps over the same rows does, and the two compare at equal data.
 """
 
 from __future__ import annotations
