@@ -59,12 +59,12 @@ def save_compact(
     ``bits`` each (default: the fewest that hold each linear's codes). With ``verify`` the file is
     loaded back and every tensor compared with ``model``'s; a difference raises. Returns
     ``{"path", "file_bytes", "linear_bytes", "other_bytes", "linear_weights", "bits_per_linear_weight"}``."""
+    names = _parameter_names(model)  # fused MoE experts have no module path: refused before writing
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     options = {"nm": str(nm)} if layout == "nm" else {}
     if layout == "nm" and nm is None:
         raise PrunelibError("layout 'nm' needs the pattern, e.g. nm='2:4'")
-    names = _parameter_names(model)
+    directory.mkdir(parents=True, exist_ok=True)
     quantized = quantized or {}
     unknown = set(quantized) - set(names)
     if unknown:

@@ -29,7 +29,7 @@ import torch
 
 from .errors import PrunelibError
 from .masks import NM, check_nm_columns
-from .models import MLP_LAYOUTS, set_weight_matrix, weight_matrix
+from .architecture import MlpLayout, mlp_layout, set_weight_matrix, weight_matrix
 
 
 def retained_score(scores: torch.Tensor, pattern: NM) -> torch.Tensor:
@@ -151,14 +151,16 @@ def search_permutation(
     return perm
 
 
-def permute_mlp_channels(block: torch.nn.Module, family: str, perm: torch.Tensor) -> None:
-    """Reorder the MLP channels of ``block`` in place by ``perm``: producers' output rows and
-    the consumer's input columns together, which leaves the block's function unchanged."""
-    layout = MLP_LAYOUTS[family]
+def permute_mlp_channels(block: torch.nn.Module, perm: torch.Tensor, layout: MlpLayout | None = None) -> None:
+    """Reorder the MLP channels of ``block`` in place by ``perm``: producers' output rows (both
+    halves of a fused ``[gate; up]``) and the consumer's input columns together, which leaves the
+    block's function unchanged. ``layout`` defaults to :func:`prunelib.architecture.mlp_layout`."""
+    layout = layout or mlp_layout(block)
     for path in layout.producers:
         module = block.get_submodule(path)
-        set_weight_matrix(module, weight_matrix(module)[perm].contiguous())
+        rows = layout.rows(path, perm, perm.numel())
+        set_weight_matrix(module, weight_matrix(module)[rows].contiguous())
         if module.bias is not None:
-            module.bias.data = module.bias.data[perm].contiguous()
+            module.bias.data = module.bias.data[rows].contiguous()
     consumer = block.get_submodule(layout.consumer)
     set_weight_matrix(consumer, weight_matrix(consumer)[:, perm].contiguous())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from typing import Sequence
 
 import torch
@@ -14,7 +15,7 @@ from .errors import PrunelibError
 from .hessian import relative_error
 from .masks import NM, check_nm_columns, check_sparsity
 from .methods import METHODS, STATISTIC, magnitude, sparsegpt, wanda, wanda_scores
-from .models import MLP_LAYOUTS, block_linears, decoder_blocks, prunable_linears, set_weight_matrix, weight_matrix
+from .architecture import block_linears, decoder_blocks, mlp_layout, prunable_linears, set_weight_matrix, weight_matrix
 from .nm import permute_mlp_channels, retained_score, search_permutation
 from .stats import HessianStat, InputNormStat
 from .walk import InputStatistics, sequential
@@ -103,10 +104,10 @@ def prune_model(
         raise PrunelibError(f"{method} takes no options {sorted(options)}; they apply to sparsegpt")
     if permute and nm is None:
         raise PrunelibError("permute reorders channels for an N:M pattern; pass nm as well")
-    family = model.config.model_type
-    consumer = MLP_LAYOUTS[family].consumer if permute else None
-    retained: dict[str, dict] = {}
     blocks = decoder_blocks(model)
+    layouts = [mlp_layout(block) for block in blocks] if permute else None  # unmappable: refused here
+    retained: dict[str, dict] = {}
+    unrouted: list[str] = []
     sparsities = _per_block(0.0 if nm else sparsity, len(blocks))
     start = time.perf_counter()
 
@@ -114,7 +115,7 @@ def prune_model(
     if STATISTIC[method] is None and not measure_error:
         for index, block in enumerate(tqdm(blocks, desc=method, disable=quiet, unit="block")):
             if permute:
-                retained[f"{index}.{consumer}"] = _permute_channels(block, family, method, None, nm)
+                retained[f"{index}.{layouts[index].consumer}"] = _permute_channels(block, layouts[index], method, None, nm)
             for name, module in block_linears(block).items():
                 prune_linear(module, method, None, sparsity=sparsities[index], nm=nm, group=group,
                              name=f"{index}.{name}", **options)
@@ -132,9 +133,12 @@ def prune_model(
                     hessians = hooks.enter_context(InputStatistics(linears, HessianStat, where=f"block {index}"))
                 forward()
             if permute:
-                retained[f"{index}.{consumer}"] = _permute_channels(block, family, method, stats, nm)
+                retained[f"{index}.{layouts[index].consumer}"] = _permute_channels(block, layouts[index], method, stats, nm)
             for name, module in linears.items():
                 where = f"{index}.{name}"
+                if name not in stats:  # an expert the router sent no calibration token: nothing to score it by
+                    unrouted.append(where)
+                    continue
                 before = prune_linear(module, method, stats[name], sparsity=sparsities[index], nm=nm, group=group,
                                       name=where, quantized=quantized, **options)
                 if measure_error:
@@ -143,6 +147,11 @@ def prune_model(
         sequential(model, calibration.split(batch_size), visit, device=device, quiet=quiet, desc=method)
 
     report = {"prune_seconds": time.perf_counter() - start, **measure_sparsity(model)}
+    if unrouted:
+        warnings.warn(f"{len(unrouted)} experts received no calibration token and keep their weights "
+                      f"(listed under 'unrouted'): {', '.join(unrouted[:4])}{' ...' if len(unrouted) > 4 else ''}",
+                      RuntimeWarning, stacklevel=2)
+    report["unrouted"] = unrouted
     if measure_error:
         report["errors"] = errors
     if permute:
@@ -150,12 +159,12 @@ def prune_model(
     return report
 
 
-def _permute_channels(block, family, method, stats, nm) -> dict:
+def _permute_channels(block, layout, method, stats, nm) -> dict:
     """Reorder the block's MLP channels for ``nm`` by the method's scores of the down projection,
     permuting that projection's input statistic along with its columns.
 
     Returns the fraction of the total score the N:M mask retains before and after."""
-    consumer_name = MLP_LAYOUTS[family].consumer
+    consumer_name = layout.consumer
     W = weight_matrix(block.get_submodule(consumer_name))
     stat = stats[consumer_name] if stats is not None else None
     if method == "magnitude":
@@ -168,7 +177,7 @@ def _permute_channels(block, family, method, stats, nm) -> dict:
     total = scores.sum().item()
     retained = {"identity": retained_score(scores, nm).item() / total,
                 "permuted": retained_score(scores[:, perm], nm).item() / total}
-    permute_mlp_channels(block, family, perm)
+    permute_mlp_channels(block, perm, layout)
     if stat is not None and hasattr(stat, "norms"):
         stat.norms = stat.norms[perm]
     if stat is not None and hasattr(stat, "H"):

@@ -37,21 +37,22 @@ from .methods.structured import (
     refit_columns,
     structured_mask,
 )
-from .models import MLP_LAYOUTS, Conv1D, MlpLayout, block_linears, decoder_blocks, set_weight_matrix, weight_matrix
+from .architecture import (
+    AttentionLayout,
+    Conv1D,
+    MlpLayout,
+    attention_layout,
+    block_linears,
+    decoder_blocks,
+    MLP_WIDTH_KEYS,
+    mlp_layout,
+    mlp_width_key,
+    set_weight_matrix,
+    weight_matrix,
+)
 from .prune import measure_sparsity
 from .stats import HessianStat, InputNormStat
 from .walk import InputStatistics, sequential
-
-
-#: families whose config has ``head_dim`` separate from ``hidden_size / heads``
-HEAD_FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
-
-
-def _layout(model: nn.Module) -> MlpLayout:
-    family = model.config.model_type
-    if family not in MLP_LAYOUTS:
-        raise UnsupportedModelError(f"structured pruning supports {', '.join(MLP_LAYOUTS)}, not '{family}'")
-    return MLP_LAYOUTS[family]
 
 
 def slice_linear(module: nn.Module, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> nn.Module:
@@ -83,32 +84,58 @@ def _replace(block: nn.Module, path: str, new: nn.Module) -> None:
 
 
 def head_geometry(model: nn.Module) -> tuple[int, int, int]:
-    """``(query heads, KV heads, head_dim)`` from the config of a Llama-like model."""
-    c = model.config
-    heads = c.num_attention_heads
-    kv = getattr(c, "num_key_value_heads", None) or heads
-    head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
-    return heads, kv, head_dim
+    """``(query heads, KV heads, head_dim)`` of the first block, read from its projections."""
+    layout = attention_layout(decoder_blocks(model)[0], model.config)
+    return layout.heads, layout.kv_heads, layout.head_dim
 
 
-def _prune_mlp(block, layout, stats, hessians, ratio, refit) -> int:
+def check_head_pruning(model: nn.Module) -> AttentionLayout:
+    """The attention layout, if removing heads keeps the model expressible by its own config:
+    separate q/k/v projections, a config with a ``head_dim`` field (so the narrower q/k/v do not
+    change the head size on reload), and no norm across all heads (OLMo-2 normalizes the whole q
+    vector; removing a head would change what the others are divided by)."""
+    block = decoder_blocks(model)[0]
+    layout = attention_layout(block, model.config)
+    family = model.config.model_type
+    if "head_dim" not in model.config.to_dict():
+        raise UnsupportedModelError(
+            f"head pruning needs a config with a head_dim field, which '{family}' lacks: its head size "
+            "is hidden_size / heads, so a model with fewer heads could not be reloaded"
+        )
+    attention = block.get_submodule(layout.module)
+    q_rows = weight_matrix(block.get_submodule(layout.query)).shape[0]
+    for name, module in attention.named_modules():
+        weight = getattr(module, "weight", None)
+        if not block_linears(module) and isinstance(weight, torch.Tensor) and weight.dim() == 1 and weight.numel() == q_rows \
+                and q_rows != layout.head_dim:
+            raise UnsupportedModelError(
+                f"'{family}' normalizes the queries across all heads ({layout.module}.{name}); removing a head "
+                "would change the others, so head pruning is refused"
+            )
+    return layout
+
+
+def _prune_mlp(block, layout: MlpLayout, stats, hessians, ratio, refit) -> int:
     consumer = block.get_submodule(layout.consumer)
     W = weight_matrix(consumer)
+    width = W.shape[1]
     keep = keep_top(column_scores(W, stats[layout.consumer].norms), ratio)
     new_consumer = slice_linear(consumer, cols=keep)
     if refit:
         set_weight_matrix(new_consumer, refit_columns(W, hessians[layout.consumer].H, keep))
     _replace(block, layout.consumer, new_consumer)
     for path in layout.producers:
-        _replace(block, path, slice_linear(block.get_submodule(path), rows=keep))
+        _replace(block, path, slice_linear(block.get_submodule(path), rows=layout.rows(path, keep, width)))
     return keep.numel()
 
 
-def _prune_heads(block, geometry, stats, hessians, ratio, mode, refit) -> tuple[int, int]:
-    heads, kv, head_dim = geometry
-    attn = block.self_attn
-    W_o = weight_matrix(attn.o_proj)
-    per_head = column_scores(W_o, stats["self_attn.o_proj"].norms).view(heads, head_dim).sum(1)
+def _prune_heads(block, layout: AttentionLayout, stats, hessians, ratio, mode, refit) -> tuple[int, int]:
+    heads, kv, head_dim = layout.heads, layout.kv_heads, layout.head_dim
+    attn = block.get_submodule(layout.module)
+    local = lambda path: path[len(layout.module) + 1:] if layout.module else path  # noqa: E731
+    output = block.get_submodule(layout.output)
+    W_o = weight_matrix(output)
+    per_head = column_scores(W_o, stats[layout.output].norms).view(heads, head_dim).sum(1)
     group = heads // kv
     if mode == "query":
         kept_heads = grouped_keep_top(per_head, kv, ratio)
@@ -119,14 +146,18 @@ def _prune_heads(block, geometry, stats, hessians, ratio, mode, refit) -> tuple[
     else:
         raise PrunelibError(f"unknown heads_mode '{mode}'; use 'query' or 'group'")
     q_rows, kv_rows = expand_units(kept_heads, head_dim), expand_units(kept_kv, head_dim)
-    new_o = slice_linear(attn.o_proj, cols=q_rows)
+    new_o = slice_linear(output, cols=q_rows)
     if refit:
-        set_weight_matrix(new_o, refit_columns(W_o, hessians["self_attn.o_proj"].H, q_rows))
-    attn.o_proj = new_o
-    attn.q_proj = slice_linear(attn.q_proj, rows=q_rows)
-    attn.k_proj = slice_linear(attn.k_proj, rows=kv_rows)
-    attn.v_proj = slice_linear(attn.v_proj, rows=kv_rows)
-    attn.num_key_value_groups = kept_heads.numel() // kept_kv.numel()
+        set_weight_matrix(new_o, refit_columns(W_o, hessians[layout.output].H, q_rows))
+    setattr(attn, local(layout.output), new_o)
+    setattr(attn, local(layout.query), slice_linear(block.get_submodule(layout.query), rows=q_rows))
+    setattr(attn, local(layout.key), slice_linear(block.get_submodule(layout.key), rows=kv_rows))
+    setattr(attn, local(layout.value), slice_linear(block.get_submodule(layout.value), rows=kv_rows))
+    # attention modules that keep their head counts as attributes read them in forward
+    for attribute, value in (("num_key_value_groups", kept_heads.numel() // kept_kv.numel()),
+                             ("num_heads", kept_heads.numel()), ("num_key_value_heads", kept_kv.numel())):
+        if isinstance(getattr(attn, attribute, None), int):
+            setattr(attn, attribute, value)
     return kept_heads.numel(), kept_kv.numel()
 
 
@@ -154,16 +185,13 @@ def prune_structured(
     in place and its config updated; returns ``{"prune_seconds", "parameters_before",
     "parameters_after", "intermediate_size", "num_attention_heads", "num_key_value_heads"}``.
     """
-    layout = _layout(model)
     mlp, heads = check_sparsity(mlp), check_sparsity(heads)
-    family = model.config.model_type
-    if heads and family not in HEAD_FAMILIES:
-        raise UnsupportedModelError(
-            f"head pruning needs a config with a separate head_dim ({', '.join(HEAD_FAMILIES)}); '{family}' has none"
-        )
-    geometry = head_geometry(model) if heads else None
-    if geometry:
-        unit = {"query": geometry[0] // geometry[1], "group": geometry[1]}.get(heads_mode)
+    blocks = decoder_blocks(model)
+    layouts = [mlp_layout(block) for block in blocks] if mlp else None  # unmappable: refused before any change
+    width_key = mlp_width_key(model.config, weight_matrix(blocks[0].get_submodule(layouts[0].consumer)).shape[1]) if mlp else None
+    attention = check_head_pruning(model) if heads else None
+    if attention:
+        unit = {"query": attention.heads // attention.kv_heads, "group": attention.kv_heads}.get(heads_mode)
         if unit is None:
             raise PrunelibError(f"unknown heads_mode '{heads_mode}'; use 'query' or 'group'")
         if n_pruned(unit, heads) == 0:
@@ -176,34 +204,37 @@ def prune_structured(
     widths: dict[str, int] = {}
 
     def visit(index, block, forward):
-        targets = {layout.consumer: block.get_submodule(layout.consumer)}
+        targets = {}
+        if mlp:
+            targets[layouts[index].consumer] = block.get_submodule(layouts[index].consumer)
         if heads:
-            targets["self_attn.o_proj"] = block.self_attn.o_proj
+            targets[attention.output] = block.get_submodule(attention.output)
         with contextlib.ExitStack() as hooks:
             stats = hooks.enter_context(InputStatistics(targets, InputNormStat, where=f"block {index}"))
             hessians = hooks.enter_context(InputStatistics(targets, HessianStat, where=f"block {index}")) if refit else None
             forward()
         if mlp:
-            widths["mlp"] = _prune_mlp(block, layout, stats, hessians, mlp, refit)
+            widths["mlp"] = _prune_mlp(block, layouts[index], stats, hessians, mlp, refit)
         if heads:
-            widths["heads"], widths["kv"] = _prune_heads(block, geometry, stats, hessians, heads, heads_mode, refit)
+            widths["heads"], widths["kv"] = _prune_heads(block, attention, stats, hessians, heads, heads_mode, refit)
 
     sequential(model, calibration.split(batch_size), visit, device=device, quiet=quiet, desc="structured")
-    _update_config(model, layout, widths, geometry)
+    _update_config(model, width_key, widths, attention)
+    width_key = width_key or next((k for k in MLP_WIDTH_KEYS if hasattr(model.config, k)), "intermediate_size")
     return {
         "prune_seconds": time.perf_counter() - start,
         "parameters_before": before,
         "parameters_after": count_parameters(model),
-        **{key: getattr(model.config, key, None) for key in (layout.config_key, "num_attention_heads", "num_key_value_heads")},
+        **{key: getattr(model.config, key, None) for key in (width_key, "num_attention_heads", "num_key_value_heads")},
     }
 
 
-def _update_config(model, layout, widths, geometry) -> None:
+def _update_config(model, width_key, widths, attention) -> None:
     config = model.config
     if "mlp" in widths:
-        setattr(config, layout.config_key, widths["mlp"])
+        setattr(config, width_key, widths["mlp"])
     if "heads" in widths:
-        config.head_dim = geometry[2]  # no longer hidden_size / heads
+        config.head_dim = attention.head_dim  # no longer hidden_size / heads
         config.num_attention_heads = widths["heads"]
         config.num_key_value_heads = widths["kv"]
 
@@ -246,13 +277,15 @@ def prune_structured_masks(
 
 def per_block_widths(model: nn.Module) -> list[dict]:
     """Actual widths of every block (MLP channels, query rows, KV rows), read from the weights."""
-    layout = _layout(model)
     widths = []
     for block in decoder_blocks(model):
-        entry = {"mlp": weight_matrix(block.get_submodule(layout.consumer)).shape[1]}
-        if model.config.model_type in HEAD_FAMILIES:
-            entry["q_rows"] = weight_matrix(block.self_attn.q_proj).shape[0]
-            entry["kv_rows"] = weight_matrix(block.self_attn.k_proj).shape[0]
+        entry = {"mlp": weight_matrix(block.get_submodule(mlp_layout(block).consumer)).shape[1]}
+        try:
+            attention = attention_layout(block, model.config)
+        except UnsupportedModelError:
+            attention = None
+        if attention is not None:
+            entry["q_rows"] = weight_matrix(block.get_submodule(attention.query)).shape[0]
+            entry["kv_rows"] = weight_matrix(block.get_submodule(attention.key)).shape[0]
         widths.append(entry)
     return widths
-

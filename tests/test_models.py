@@ -4,7 +4,7 @@ import transformers as T
 
 from prunelib.errors import PrunelibError, UnsupportedModelError
 from prunelib.models import (
-    SUPPORTED_FAMILIES,
+    ExpertWeight,
     block_linears,
     decoder_blocks,
     load_model,
@@ -14,18 +14,65 @@ from prunelib.models import (
     set_weight_matrix,
     weight_matrix,
 )
-from tiny_models import FAMILIES, tiny_model
+from tiny_models import BLOCKS, MOE_FAMILIES, tiny_model
 
 
 def test_every_family_has_blocks_and_linears(family):
     model = tiny_model(family)
     blocks = decoder_blocks(model)
-    assert len(blocks) == 2
-    assert len(block_linears(blocks[0])) in (4, 6, 7)
+    assert len(blocks) == model.config.num_hidden_layers >= BLOCKS
+    linears = block_linears(blocks[0])
+    dense = {n: m for n, m in linears.items() if not isinstance(m, ExpertWeight)}
+    # every nn.Linear / Conv1D of the block is found, and nothing else
+    expected = {n for n, m in blocks[0].named_modules() if isinstance(m, (torch.nn.Linear, T.pytorch_utils.Conv1D))}
+    assert set(dense) == expected and expected
+    experts = [m for m in linears.values() if isinstance(m, ExpertWeight)]
+    assert bool(experts) == (family in MOE_FAMILIES)
+
+
+@pytest.mark.parametrize("family", MOE_FAMILIES)
+def test_routers_are_never_prunable_and_every_expert_matrix_is(family):
+    model = tiny_model(family)
+    block = decoder_blocks(model)[0]
+    linears = block_linears(block)
+    assert not any("gate." in n or n.endswith(".gate") for n in linears)  # the router (mlp.gate)
+    experts = block.mlp.experts
+    count = model.config.num_local_experts
+    for parameter in ("gate_up_proj", "down_proj"):
+        for e in range(count):
+            unit = linears[f"mlp.experts.{parameter}.{e}"]
+            assert unit.weight.data_ptr() == getattr(experts, parameter)[e].data_ptr()  # a view, not a copy
+    assert len(linears) == 4 + 2 * count  # q, k, v, o and two matrices per expert
+
+
+def test_a_linear_router_beside_an_expert_list_is_left_out():
+    """Older MoE layouts keep experts as an nn.ModuleList and the router as an nn.Linear."""
+    from torch import nn
+
+    class Moe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gate = nn.Linear(8, 3, bias=False)
+            self.experts = nn.ModuleList(nn.Sequential(nn.Linear(8, 16), nn.Linear(16, 8)) for _ in range(3))
+            self.shared_expert_gate = nn.Linear(8, 1, bias=False)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = nn.Linear(8, 8)
+            self.mlp = Moe()
+
+    names = set(block_linears(Block()))
+    assert "mlp.gate" not in names and "mlp.shared_expert_gate" not in names
+    assert {"attn", "mlp.experts.0.0", "mlp.experts.2.1"} <= names and len(names) == 7
 
 
 def test_linear_paths_name_the_same_modules_and_their_state_dict_keys(family):
     model = tiny_model(family)
+    if family in MOE_FAMILIES:  # a fused expert has no module, so no path of its own
+        with pytest.raises(UnsupportedModelError, match="fused"):
+            prunable_linear_paths(model)
+        return
     linears, paths = prunable_linears(model), prunable_linear_paths(model)
     assert paths.keys() == linears.keys() and len(set(paths.values())) == len(paths)
     state = model.state_dict()
@@ -34,21 +81,26 @@ def test_linear_paths_name_the_same_modules_and_their_state_dict_keys(family):
         assert f"{path}.weight" in state and path.endswith(key.split(".", 1)[1])
 
 
-def test_unsupported_architecture_names_itself_and_the_supported_ones():
-    config = T.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64, is_decoder=True)
-    model = T.BertLMHeadModel(config)
-    with pytest.raises(UnsupportedModelError) as error:
+def test_a_model_without_decoder_blocks_is_a_clear_error():
+    from torch import nn
+
+    model = nn.Sequential(nn.Embedding(10, 8), nn.Linear(8, 10))
+    with pytest.raises(UnsupportedModelError, match="no decoder blocks"):
         decoder_blocks(model)
-    message = str(error.value)
-    assert "'bert'" in message and all(f in message for f in FAMILIES)
-    assert set(FAMILIES) <= set(SUPPORTED_FAMILIES)
+
+
+def test_blocks_are_found_without_no_split_modules():
+    """A model that does not declare _no_split_modules: the list of alike modules holding linears."""
+    model = tiny_model("llama")
+    model._no_split_modules = None
+    assert decoder_blocks(model) is model.model.layers
 
 
 def test_conv1d_weight_is_seen_as_out_by_in():
     model = tiny_model("gpt2")
-    fc = decoder_blocks(model)[0].mlp.c_fc  # Conv1D: weight stored (in=32, out=128)
+    fc = decoder_blocks(model)[0].mlp.c_fc  # Conv1D: weight stored (in=32, out=64)
     W = weight_matrix(fc)
-    assert W.shape == (128, 32)
+    assert W.shape == (64, 32)
     x = torch.randn(3, 32)
     torch.testing.assert_close(fc(x), x @ W.T + fc.bias)
     new = torch.zeros_like(W)

@@ -8,10 +8,10 @@ import torch
 
 from prunelib.errors import PrunelibError
 from prunelib.masks import NM, nm_mask
-from prunelib.models import MLP_LAYOUTS, decoder_blocks, prunable_linears, weight_matrix
+from prunelib.models import decoder_blocks, mlp_layout, prunable_linears, weight_matrix
 from prunelib.nm import permute_mlp_channels, retained_score, search_permutation, striped_order
 from prunelib.prune import prune_model
-from tiny_models import tiny_model
+from tiny_models import MLP_FAMILIES, tiny_model
 
 TWO_FOUR = NM(2, 4)
 
@@ -84,22 +84,24 @@ def test_search_refuses_bad_input():
         search_permutation(torch.rand(2, 8), "2:4", rounds=-1)
 
 
+@pytest.mark.parametrize("family", MLP_FAMILIES)
 def test_permuting_mlp_channels_keeps_the_model_function(family, tokens):
     model = tiny_model(family)
     reference = model(tokens).logits
     for block in decoder_blocks(model):
-        width = weight_matrix(block.get_submodule(MLP_LAYOUTS[family].consumer)).shape[1]
-        permute_mlp_channels(block, family, torch.randperm(width, generator=torch.Generator().manual_seed(0)))
+        width = weight_matrix(block.get_submodule(mlp_layout(block).consumer)).shape[1]
+        permute_mlp_channels(block, torch.randperm(width, generator=torch.Generator().manual_seed(0)))
     torch.testing.assert_close(model(tokens).logits, reference, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("family", MLP_FAMILIES)
 @pytest.mark.parametrize("method", ["magnitude", "wanda", "sparsegpt"])
 def test_permuted_nm_pruning_keeps_the_pattern_and_only_touches_the_mlp(family, tokens, method):
     plain, permuted = tiny_model(family), tiny_model(family)
     prune_model(plain, tokens, method=method, nm="2:4", quiet=True)
     prune_model(permuted, tokens, method=method, nm="2:4", permute=True, quiet=True)
-    consumer = MLP_LAYOUTS[family].consumer
-    producers = MLP_LAYOUTS[family].producers
+    layout = mlp_layout(decoder_blocks(plain)[0])
+    consumer, producers = layout.consumer, layout.producers
     for (name, a), (_, b) in zip(prunable_linears(plain).items(), prunable_linears(permuted).items()):
         Wa, Wb = weight_matrix(a), weight_matrix(b)
         assert torch.all((Wb.reshape(Wb.shape[0], -1, 4) != 0).sum(-1) <= 2), name
@@ -109,12 +111,13 @@ def test_permuted_nm_pruning_keeps_the_pattern_and_only_touches_the_mlp(family, 
             torch.testing.assert_close(Wa, Wb, msg=name)
 
 
+@pytest.mark.parametrize("family", MLP_FAMILIES)
 def test_permutation_keeps_more_magnitude_in_the_down_projection(family, tokens):
     plain, permuted = tiny_model(family), tiny_model(family)
     dense = tiny_model(family)
     prune_model(plain, tokens, method="magnitude", nm="2:4", quiet=True)
     report = prune_model(permuted, tokens, method="magnitude", nm="2:4", permute=True, quiet=True)
-    consumer = MLP_LAYOUTS[family].consumer
+    consumer = mlp_layout(decoder_blocks(dense)[0]).consumer
     assert set(report["retained_score"]) == {f"{i}.{consumer}" for i in range(len(decoder_blocks(dense)))}
     for index in range(len(decoder_blocks(dense))):
         kept_plain = weight_matrix(decoder_blocks(plain)[index].get_submodule(consumer)).abs().sum()

@@ -14,17 +14,17 @@ from prunelib.methods.structured import (
     row_scores,
     structured_mask,
 )
-from prunelib.models import decoder_blocks, prunable_linears, set_weight_matrix, weight_matrix
+from prunelib.models import decoder_blocks, mlp_layout, prunable_linears, set_weight_matrix, weight_matrix
 from prunelib.stats import HessianStat, InputNormStat
+from prunelib.architecture import mlp_width_key
 from prunelib.structured import (
-    MLP_LAYOUTS,
     count_parameters,
     head_geometry,
     per_block_widths,
     prune_structured,
     prune_structured_masks,
 )
-from tiny_models import tiny_model
+from tiny_models import HEAD_FAMILIES, HIDDEN, MLP, MLP_FAMILIES, MOE_FAMILIES, NO_HEAD_PRUNING, tiny_model
 
 gen = torch.Generator().manual_seed(0)
 
@@ -112,38 +112,44 @@ def test_refit_is_the_least_squares_solution_and_beats_plain_removal():
     assert error_refit < error_plain
 
 
-def _layout_parts(model, block):
-    layout = MLP_LAYOUTS[model.config.model_type]
+def _layout_parts(block):
+    layout = mlp_layout(block)
     return layout, [weight_matrix(block.get_submodule(p)) for p in layout.producers], weight_matrix(
         block.get_submodule(layout.consumer)
     )
 
 
+@pytest.mark.parametrize("family", MLP_FAMILIES)
 @pytest.mark.parametrize("refit", [False, True])
 def test_mlp_channels_are_physically_removed(family, tokens, refit):
     model = tiny_model(family)
-    hidden, channels = model.config.hidden_size if family != "gpt2" else 32, 64 if family != "gpt2" else 128
+    hidden, channels = HIDDEN, MLP
     before = count_parameters(model)
+    key = mlp_width_key(model.config, channels)
     report = prune_structured(model, tokens, mlp=0.25, refit=refit, quiet=True, batch_size=3)
     kept = channels - channels // 4
-    layout = MLP_LAYOUTS[family]
-    assert getattr(model.config, layout.config_key) == kept
+    layout = mlp_layout(decoder_blocks(model)[0])
+    assert getattr(model.config, key) == report[key] == kept
+    rows_per_channel = {p: 2 if p in layout.fused else 1 for p in layout.producers}  # [gate; up] fused: 2 rows
     for block in decoder_blocks(model):
-        _, producers, consumer = _layout_parts(model, block)
-        assert all(p.shape == (kept, hidden) for p in producers)
+        _, producers, consumer = _layout_parts(block)
+        assert all(p.shape == (kept * rows_per_channel[n], hidden) for n, p in zip(layout.producers, producers))
         assert consumer.shape == (hidden, kept)
-    with_bias = sum(decoder_blocks(model)[0].get_submodule(p).bias is not None for p in layout.producers)
-    removed = len(decoder_blocks(model)) * (channels // 4) * (hidden * (len(layout.producers) + 1) + with_bias)
+    first = decoder_blocks(model)[0]
+    with_bias = sum(rows_per_channel[p] for p in layout.producers if first.get_submodule(p).bias is not None)
+    per_channel = hidden * (sum(rows_per_channel.values()) + 1) + with_bias
+    removed = len(decoder_blocks(model)) * (channels // 4) * per_channel
     assert report["parameters_before"] == before
     assert report["parameters_after"] == count_parameters(model) == before - removed
     assert torch.isfinite(model(tokens).logits).all()
 
 
+@pytest.mark.parametrize("family", MLP_FAMILIES)
 def test_channels_that_carry_nothing_go_first_and_change_nothing(family, tokens):
     model = tiny_model(family)
-    dead = torch.arange(0, 64 if family != "gpt2" else 128, 4)  # a quarter of the channels
+    dead = torch.arange(0, MLP, 4)  # a quarter of the channels
     for block in decoder_blocks(model):
-        layout, _, consumer = _layout_parts(model, block)
+        layout, _, consumer = _layout_parts(block)
         W = consumer.clone()
         W[:, dead] = 0
         set_weight_matrix(block.get_submodule(layout.consumer), W)
@@ -152,22 +158,29 @@ def test_channels_that_carry_nothing_go_first_and_change_nothing(family, tokens)
     torch.testing.assert_close(model(tokens).logits, reference, rtol=1e-5, atol=1e-5)
 
 
-LLAMA_LIKE = ("llama", "mistral", "qwen2")
+@pytest.mark.parametrize("family", MOE_FAMILIES)
+def test_mlp_pruning_of_experts_is_refused_before_any_change(family, tokens):
+    model = tiny_model(family)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(UnsupportedModelError, match="mixture-of-experts"):
+        prune_structured(model, tokens, mlp=0.25, quiet=True)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-@pytest.mark.parametrize("family", LLAMA_LIKE)
+@pytest.mark.parametrize("family", HEAD_FAMILIES)
 @pytest.mark.parametrize("mode,heads,kv", [("query", 2, 2), ("group", 2, 1)])
 def test_heads_are_removed_and_the_config_describes_them(family, tokens, mode, heads, kv):
     model = tiny_model(family)  # 4 query heads in 2 KV groups, head_dim 8
     assert head_geometry(model) == (4, 2, 8)
     prune_structured(model, tokens, heads=0.5, heads_mode=mode, quiet=True)
     assert (model.config.num_attention_heads, model.config.num_key_value_heads, model.config.head_dim) == (heads, kv, 8)
-    for widths in per_block_widths(model):
+    for widths in per_block_widths(model) if family not in MOE_FAMILIES else []:
         assert widths["q_rows"] == heads * 8 and widths["kv_rows"] == kv * 8
+    assert head_geometry(model) == (heads, kv, 8)
     assert torch.isfinite(model(tokens).logits).all()
 
 
-@pytest.mark.parametrize("family", LLAMA_LIKE)
+@pytest.mark.parametrize("family", HEAD_FAMILIES)
 def test_silent_heads_go_first_and_change_nothing(family, tokens):
     model = tiny_model(family)
     for block in decoder_blocks(model):  # query head 1 (of KV group 0) and 3 (of group 1) write nothing
@@ -180,23 +193,27 @@ def test_silent_heads_go_first_and_change_nothing(family, tokens):
     torch.testing.assert_close(model(tokens).logits, reference, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("family", LLAMA_LIKE + ("opt", "gpt2"))
+@pytest.mark.parametrize("family", sorted(set(MLP_FAMILIES) | set(HEAD_FAMILIES)))
 def test_pruned_model_saves_and_reloads_with_from_pretrained(family, tokens, tmp_path):
     from transformers import AutoModelForCausalLM
 
     model = tiny_model(family)
-    heads = 0.5 if family in LLAMA_LIKE else 0.0
-    prune_structured(model, tokens, mlp=0.5, heads=heads, quiet=True)
+    heads = 0.5 if family in HEAD_FAMILIES else 0.0
+    mlp = 0.5 if family in MLP_FAMILIES else 0.0
+    prune_structured(model, tokens, mlp=mlp, heads=heads, quiet=True)
     model.save_pretrained(tmp_path)
-    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="eager").eval()
     assert count_parameters(reloaded) == count_parameters(model)
     torch.testing.assert_close(reloaded(tokens).logits, model(tokens).logits)
 
 
-@pytest.mark.parametrize("family", ["opt", "gpt2"])
-def test_head_pruning_refuses_configs_without_head_dim(family, tokens):
-    with pytest.raises(UnsupportedModelError, match="head_dim"):
-        prune_structured(tiny_model(family), tokens, heads=0.5, quiet=True)
+@pytest.mark.parametrize("family", sorted(NO_HEAD_PRUNING))
+def test_head_pruning_names_what_the_family_lacks(family, tokens):
+    model = tiny_model(family)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(UnsupportedModelError, match=NO_HEAD_PRUNING[family]):
+        prune_structured(model, tokens, heads=0.5, quiet=True)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_bad_options_are_refused(tokens):

@@ -7,7 +7,7 @@ from prunelib.errors import NonFiniteActivationError
 from prunelib.models import block_linears, decoder_blocks
 from prunelib.stats import HessianStat
 from prunelib.walk import InputStatistics, capture_block_inputs, sequential
-from tiny_models import tiny_model
+from tiny_models import HETEROGENEOUS, tiny_model
 
 
 def block_outputs(model, run):
@@ -34,24 +34,75 @@ def own_block_outputs(model, tokens):
     return block_outputs(model, lambda: model(tokens, use_cache=False))
 
 
-def test_replay_reproduces_hidden_states(family, tokens):
-    model = tiny_model(family)
+def _replay_equals_forward(model, tokens):
     expected = own_block_outputs(model, tokens)  # a normal forward pass of the whole model
     visited = []
     replayed = block_outputs(model, lambda: sequential(
         model, tokens.split(4), lambda i, block, forward: visited.append(i), quiet=True))
     assert visited == list(range(len(decoder_blocks(model))))
-    assert len(replayed) == len(expected)
+    assert len(replayed) == len(expected) == len(decoder_blocks(model))
     for ours, theirs in zip(replayed, expected):
-        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
 
 
-def test_capture_records_every_argument_of_block_zero(tokens):
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_replay_reproduces_hidden_states(family, tokens, attention):
+    if attention == "sdpa" and family == "gemma2":
+        pytest.skip("transformers has no SDPA attention for Gemma-2")
+    _replay_equals_forward(tiny_model(family, attention=attention), tokens)
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+@pytest.mark.parametrize("config", HETEROGENEOUS)
+def test_replay_is_exact_when_blocks_differ(config, tokens, attention):
+    """Sliding and full attention in one model: each block must be replayed with its own mask
+    (and, for Gemma-3, its own RoPE table), not block 0's."""
+    if attention == "sdpa" and config == "gemma2":
+        pytest.skip("transformers has no SDPA attention for Gemma-2")
+    _replay_equals_forward(tiny_model(config, attention=attention), tokens)
+
+
+@pytest.mark.parametrize("config", ["gemma3_text", "qwen2-mixed"])
+def test_blocks_of_different_types_get_different_arguments(config, tokens):
+    """Guards the test above: these configs really pass their blocks different masks, so
+    replaying block 0's arguments everywhere would be wrong (and was, before the capture kept
+    every block's own)."""
+    model = tiny_model(config, attention="eager")  # explicit masks (SDPA may pass None for plain causal)
+    calls = capture_block_inputs(model, tokens.split(3), torch.device("cpu"))
+    kinds = model.config.layer_types
+    full, sliding = kinds.index("full_attention"), kinds.index("sliding_attention")
+    mask = lambda index: calls[0].arguments(index)[1]["attention_mask"]  # noqa: E731
+    assert not torch.equal(mask(full), mask(sliding))
+    # blocks of the same type share one tensor: recorded once, by reference, not copied per block
+    same = [i for i, kind in enumerate(kinds) if kind == kinds[sliding]]
+    assert len(same) >= 2 and mask(same[0]) is mask(same[1])
+
+
+def test_capture_records_every_argument_of_every_block(tokens):
     model = tiny_model("llama")
     calls = capture_block_inputs(model, tokens.split(3), torch.device("cpu"))
     assert len(calls) == 2 and calls[0].hidden.shape == (3, 32, 32)
-    assert "position_embeddings" in calls[0].kwargs  # rotary cos/sin, computed outside the blocks
-    assert "attention_mask" in calls[0].kwargs  # may be None with SDPA: must still be replayed
+    blocks = len(decoder_blocks(model))
+    assert len(calls[0].inputs) == blocks
+    for index in range(blocks):
+        args, kwargs = calls[0].arguments(index)
+        assert "position_embeddings" in kwargs  # rotary cos/sin, computed outside the blocks
+        assert "attention_mask" in kwargs  # may be None with SDPA: must still be replayed
+    # one RoPE table for all blocks: the same tensors, not a copy per block
+    assert calls[0].arguments(0)[1]["position_embeddings"] is calls[0].arguments(1)[1]["position_embeddings"]
+
+
+def test_capture_runs_no_block_and_fires_no_block_hook(tokens):
+    model = tiny_model("llama")
+    fired = []
+    handles = [block.register_forward_pre_hook(lambda *a: fired.append(1)) for block in decoder_blocks(model)]
+    handles += [block.mlp.down_proj.register_forward_pre_hook(lambda *a: fired.append(2))
+                for block in decoder_blocks(model)]
+    capture_block_inputs(model, tokens.split(3), torch.device("cpu"))
+    for handle in handles:
+        handle.remove()
+    assert fired == []
+    assert all(type(block).__name__ == "LlamaDecoderLayer" for block in decoder_blocks(model))  # put back
 
 
 def test_linears_reading_the_same_input_share_one_statistic(tokens):
