@@ -28,7 +28,7 @@ MATHJAX      = .cache/static/mathjax/tex-chtml-full.js
 
 setup: $(STAMP) $(MATHJAX)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install "$(TORCH_SPEC)"

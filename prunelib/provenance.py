@@ -46,8 +46,10 @@ def model_record(name: str, model) -> dict:
         "device": str(next(model.parameters()).device),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
-    if name in EMBEDDED:
+    if name in EMBEDDED:  # named by its wheel, not by where this machine keeps it
+        record["source"] = f"embedded: {EMBEDDED[name].distribution}"
         record["description"] = EMBEDDED[name].description
+        record["license"] = EMBEDDED[name].license
     if gguf_file:
         record["gguf_file"] = gguf_file
         record["gguf_sha256"] = sha256(Path(source) / gguf_file)
