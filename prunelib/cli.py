@@ -170,10 +170,12 @@ def run_prune(args) -> dict:
     reset_peak_memory(args.device)
     if args.method != "dense":
         record.update(sparsity_target=nm.sparsity if nm else args.sparsity, nm=str(nm) if nm else None, group=args.group)
-        record["prune_seconds"] = prune_model(
+        report = prune_model(
             model, calibration, method=args.method, sparsity=args.sparsity, nm=nm, group=args.group,
             batch_size=args.batch_size, device=args.device, quiet=args.quiet, permute=args.permute,
-        )["prune_seconds"]
+        )
+        record["prune_seconds"] = report["prune_seconds"]
+        record["unrouted"] = report["unrouted"]  # MoE experts no calibration token reached (kept dense)
         record["permute"] = args.permute
     memory["prune_peak_bytes"] = peak_memory_bytes(args.device)
     record["memory"] = memory

@@ -55,7 +55,8 @@ def quantize_model(
     ``method`` is ``"rtn"`` (no data) or ``"gptq"`` (needs ``calibration``, an ``(nsamples,
     seqlen)`` LongTensor; ``options`` go to :func:`prunelib.methods.gptq`: ``act_order``,
     ``blocksize``, ``percdamp``). Returns ``(report, quantized)``: the report
-    ``{"quantize_seconds", "spec", "method", "zeros_kept"}`` and ``{"<block>.<linear>": Quantized}``
+    ``{"quantize_seconds", "spec", "method", "zeros_kept", "unrouted"}`` (MoE experts that no calibration
+    token reached; GPTQ has no Hessian for them, so they are rounded to nearest) and ``{"<block>.<linear>": Quantized}``
     with every linear's int8 codes and scales, which :mod:`prunelib.compact` stores.
     """
     spec = QuantSpec.parse(spec)
@@ -68,13 +69,19 @@ def quantize_model(
     zeros_before = zeros_after_at_zero = 0
     start = time.perf_counter()
 
+    unrouted: list[str] = []
+
     def quantize_block(index, block, stats=None):
         nonlocal zeros_before, zeros_after_at_zero
         for name, module in block_linears(block).items():
             before = weight_matrix(module) == 0
             where = f"{index}.{name}"
-            quantized[where] = quantize_linear(module, spec, method, stats[name].H if stats else None, name=where,
-                                               **options)
+            if stats is not None and name not in stats:  # an expert no calibration token reached: no Hessian
+                unrouted.append(where)
+                quantized[where] = quantize_linear(module, spec, "rtn", name=where)
+            else:
+                quantized[where] = quantize_linear(module, spec, method, stats[name].H if stats else None,
+                                                   name=where, **options)
             zeros_before += int(before.sum())
             zeros_after_at_zero += int((weight_matrix(module)[before] == 0).sum())
 
@@ -97,5 +104,5 @@ def quantize_model(
     if zeros_after_at_zero != zeros_before:  # cannot happen by construction; say so loudly if it does
         raise PrunelibError(f"quantization revived {zeros_before - zeros_after_at_zero} pruned weights")
     report = {"quantize_seconds": time.perf_counter() - start, "spec": str(spec), "method": method,
-              "zeros_kept": zeros_before, **({"options": options} if options else {})}
+              "zeros_kept": zeros_before, "unrouted": unrouted, **({"options": options} if options else {})}
     return report, quantized

@@ -157,3 +157,30 @@ def test_a_fused_layout_whose_experts_cannot_be_seen_is_refused(tokens):
     with pytest.raises(PrunelibError, match="cannot map this fused layout"):
         prune_model(model, tokens, method="wanda", sparsity=0.5, quiet=True)
     assert torch.equal(decoder_blocks(model)[0].mlp.experts.gate_up_proj, before)
+
+
+def test_an_expert_width_that_does_not_fit_nm_is_refused_before_any_change(tokens):
+    """qwen3_moe's experts are 16 wide inside, the rest 32: 2:32 fits every linear but the experts'
+    down projections, and the error names one of them."""
+    from prunelib.errors import PrunelibError
+
+    model = tiny_model("qwen3_moe")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(PrunelibError, match=r"mlp\.experts\.down_proj\.\d.*divisible"):
+        prune_model(model, tokens, method="wanda", nm="2:32", quiet=True)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("family", MOE_FAMILIES)
+def test_gptq_rounds_an_expert_without_tokens_to_nearest_and_says_so(family, tokens):
+    from prunelib.quantize import QuantSpec, rtn
+    from prunelib.quantize_model import quantize_model
+
+    model = tiny_model(family)
+    _starve_expert(model, 3)
+    expert = block_linears(decoder_blocks(model)[0])["mlp.experts.down_proj.3"]
+    expected = rtn(weight_matrix(expert).detach().clone(), QuantSpec.parse("int4-g16")).weight
+    report, quantized = quantize_model(model, tokens, spec="int4-g16", method="gptq", quiet=True)
+    assert "0.mlp.experts.down_proj.3" in report["unrouted"] and len(report["unrouted"]) == 2 * len(decoder_blocks(model))
+    assert torch.equal(weight_matrix(expert), expected)
+    assert set(quantized) == {f"{b}.{n}" for b, block in enumerate(decoder_blocks(model)) for n in block_linears(block)}
