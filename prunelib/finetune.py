@@ -25,8 +25,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .errors import PrunelibError
-from .models import prunable_linear_paths, prunable_linears, set_weight_matrix, weight_matrix
+from .errors import PrunelibError, UnsupportedModelError
+from .models import ExpertWeight, prunable_linear_paths, prunable_linears, set_weight_matrix, weight_matrix
 
 
 class SparsityKeeper:
@@ -37,6 +37,10 @@ class SparsityKeeper:
     """
 
     def __init__(self, model: nn.Module):
+        fused = [name for name, module in prunable_linears(model).items() if isinstance(module, ExpertWeight)]
+        if fused:
+            raise UnsupportedModelError(f"sparse fine-tuning keeps masks per linear module; {fused[0]} is one expert "
+                                        "of a fused 3-D parameter, which it does not handle yet")
         self.model = model
         self.masks = {name: (weight_matrix(module) != 0).detach().clone()
                       for name, module in prunable_linears(model).items()}

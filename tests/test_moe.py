@@ -184,3 +184,11 @@ def test_gptq_rounds_an_expert_without_tokens_to_nearest_and_says_so(family, tok
     assert "0.mlp.experts.down_proj.3" in report["unrouted"] and len(report["unrouted"]) == 2 * len(decoder_blocks(model))
     assert torch.equal(weight_matrix(expert), expected)
     assert set(quantized) == {f"{b}.{n}" for b, block in enumerate(decoder_blocks(model)) for n in block_linears(block)}
+
+
+def test_sparse_finetuning_refuses_fused_experts_clearly():
+    from prunelib.errors import UnsupportedModelError
+    from prunelib.finetune import SparsityKeeper
+
+    with pytest.raises(UnsupportedModelError, match="fused"):
+        SparsityKeeper(tiny_model("mixtral"))
