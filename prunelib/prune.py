@@ -96,7 +96,10 @@ def prune_model(
     :func:`prunelib.nm.search_permutation` on the down projection's scores, which leaves the
     model's function unchanged and lets the N:M mask keep more of the score; the fraction of
     the score kept with and without the permutation is reported under ``"retained_score"``.
-    Returns ``{"prune_seconds", "sparsity", "layers"[, "errors"]}`` as measured after pruning.
+    Mixture-of-experts layers: each expert is pruned with statistics from the tokens routed to it;
+    one that no calibration token reaches keeps its weights (with a warning) and is listed under
+    ``"unrouted"``. Routers are never pruned.
+    Returns ``{"prune_seconds", "sparsity", "layers", "unrouted"[, "errors"]}`` as measured after pruning.
     """
     nm = NM.parse(nm) if nm is not None else None
     check_options(model, method, nm, group)
@@ -148,7 +151,8 @@ def prune_model(
 
     report = {"prune_seconds": time.perf_counter() - start, **measure_sparsity(model)}
     if unrouted:
-        warnings.warn(f"{len(unrouted)} experts received no calibration token and keep their weights "
+        warnings.warn(f"{len(unrouted)} linears (MoE experts the router never chose) received no calibration token "
+                      "and keep their weights "
                       f"(listed under 'unrouted'): {', '.join(unrouted[:4])}{' ...' if len(unrouted) > 4 else ''}",
                       RuntimeWarning, stacklevel=2)
     report["unrouted"] = unrouted
