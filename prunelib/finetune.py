@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .errors import PrunelibError, UnsupportedModelError
+from .errors import PrunelibError
 from .models import ExpertWeight, prunable_linear_paths, prunable_linears, set_weight_matrix, weight_matrix
 
 
@@ -37,17 +37,22 @@ class SparsityKeeper:
     """
 
     def __init__(self, model: nn.Module):
-        fused = [name for name, module in prunable_linears(model).items() if isinstance(module, ExpertWeight)]
-        if fused:
-            raise UnsupportedModelError(f"sparse fine-tuning keeps masks per linear module; {fused[0]} is one expert "
-                                        "of a fused 3-D parameter, which it does not handle yet")
         self.model = model
-        self.masks = {name: (weight_matrix(module) != 0).detach().clone()
-                      for name, module in prunable_linears(model).items()}
+        linears = prunable_linears(model)
+        self.masks = {name: (weight_matrix(module) != 0).detach().clone() for name, module in linears.items()}
         self._handles = []
-        for name, module in prunable_linears(model).items():
+        fused: dict[tuple[int, str], dict[int, torch.Tensor]] = {}  # (experts module, parameter) -> expert -> mask
+        for name, module in linears.items():
+            if isinstance(module, ExpertWeight):  # stored layout: transposed when the experts module says so
+                mask = self.masks[name].T if module.transposed else self.masks[name]
+                fused.setdefault((id(module.module), module.parameter), {})[module.expert] = mask
+                continue
             keep = self.masks[name] if weight_matrix(module) is module.weight else self.masks[name].T
             self._handles.append(module.weight.register_hook(lambda grad, keep=keep: grad * keep))
+        owners = {id(m.module): m.module for m in linears.values() if isinstance(m, ExpertWeight)}
+        for (owner, parameter), masks in fused.items():  # one hook on the 3-D parameter, all experts' masks stacked
+            keep = torch.stack([masks[e] for e in range(len(masks))])
+            self._handles.append(getattr(owners[owner], parameter).register_hook(lambda grad, keep=keep: grad * keep))
 
     @torch.no_grad()
     def apply(self) -> None:

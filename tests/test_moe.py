@@ -186,9 +186,17 @@ def test_gptq_rounds_an_expert_without_tokens_to_nearest_and_says_so(family, tok
     assert set(quantized) == {f"{b}.{n}" for b, block in enumerate(decoder_blocks(model)) for n in block_linears(block)}
 
 
-def test_sparse_finetuning_refuses_fused_experts_clearly():
-    from prunelib.errors import UnsupportedModelError
+def test_sparse_finetuning_masks_the_gradient_of_every_fused_expert(tokens):
+    """One gradient hook on each 3-D parameter, with every expert's mask stacked in expert order."""
     from prunelib.finetune import SparsityKeeper
 
-    with pytest.raises(UnsupportedModelError, match="fused"):
-        SparsityKeeper(tiny_model("mixtral"))
+    model = tiny_model("mixtral")
+    prune_model(model, tokens, method="magnitude", nm="2:4", quiet=True)
+    keeper = SparsityKeeper(model)
+    model(tokens[:2], labels=tokens[:2]).loss.backward()
+    experts = decoder_blocks(model)[0].mlp.experts
+    for parameter in ("gate_up_proj", "down_proj"):
+        fused = getattr(experts, parameter)
+        assert fused.grad is not None and torch.all(fused.grad[fused == 0] == 0)
+        assert fused.grad[fused != 0].abs().sum() > 0
+    keeper.remove()
