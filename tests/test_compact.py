@@ -9,7 +9,7 @@ from prunelib.models import prunable_linears, weight_matrix
 from prunelib.prune import prune_model
 from prunelib.quantize import dequantize
 from prunelib.quantize_model import quantize_model
-from tiny_models import MOE_FAMILIES, tiny_model
+from tiny_models import MLP_FAMILIES, MOE_FAMILIES, tiny_model
 
 SPEC = "int4-g16"  # tiny models have 32- and 64-wide inputs
 
@@ -45,11 +45,10 @@ def test_gptq_needs_calibration_and_bad_groups_change_nothing(tokens):
         prune_model(model, tokens, method="wanda", sparsity=0.5, quantize=SPEC, quiet=True)
 
 
+@pytest.mark.parametrize("family", MLP_FAMILIES)  # fused MoE experts are refused by the format (test below)
 @pytest.mark.parametrize("layout, nm", [("bitmask", None), ("nm", "2:4"), ("csr", None), ("dense", None)])
 @pytest.mark.parametrize("quantize", [False, True])
 def test_compact_file_reloads_the_model_bit_for_bit(family, tokens, tmp_path, layout, nm, quantize):
-    if family in MOE_FAMILIES:
-        pytest.skip("fused experts are refused by the compact format (test below)")
     model = tiny_model(family)
     prune_model(model, tokens, method="magnitude", nm="2:4", quiet=True)
     round_to_float16(model)
