@@ -167,10 +167,6 @@ def block_linears(block: nn.Module) -> dict[str, nn.Module | ExpertWeight]:
     return found
 
 
-def has_fused_experts(block: nn.Module) -> bool:
-    return any(isinstance(unit, ExpertWeight) for unit in block_linears(block).values())
-
-
 def prunable_linears(model: nn.Module) -> dict[str, nn.Module | ExpertWeight]:
     """Every prunable weight inside the decoder blocks, named ``<block index>.<name in block>``.
 
@@ -250,9 +246,9 @@ def mlp_layout(block: nn.Module) -> MlpLayout:
     producers (``up_proj``, ``fc1`` ... or a fused ``gate_up_proj``) whose output width matches
     its input width. Mixture-of-experts blocks have no single MLP and raise.
     """
-    names = {n: m for n, m in block_linears(block).items() if not isinstance(m, ExpertWeight)}
+    units = block_linears(block)
+    names = {n: m for n, m in units.items() if not isinstance(m, ExpertWeight)}
     for parent in _parents(names):
-        width = None
         for consumer in _children_by_role(parent, names, "mlp_consumer"):
             width = weight_matrix(names[consumer]).shape[1]
             plain = [p for p in _children_by_role(parent, names, "mlp_producer")
@@ -261,7 +257,7 @@ def mlp_layout(block: nn.Module) -> MlpLayout:
                      if weight_matrix(names[p]).shape[0] == 2 * width]
             if plain or fused:
                 return MlpLayout(tuple(plain + fused), consumer, tuple(fused))
-    if has_fused_experts(block) or any(hasattr(m, "experts") for m in block.modules()):
+    if len(names) < len(units) or any(hasattr(m, "experts") for m in block.modules()):
         raise UnsupportedModelError("structured MLP pruning of mixture-of-experts blocks is not supported "
                                     "(each expert is its own MLP)")
     raise UnsupportedModelError(
@@ -305,10 +301,8 @@ def attention_layout(block: nn.Module, config) -> AttentionLayout:
     names = {n: m for n, m in block_linears(block).items() if not isinstance(m, ExpertWeight)}
     for parent in _parents(names):
         found = {role: _children_by_role(parent, names, role) for role in ("query", "key", "value", "attention_output")}
-        if all(found.values()):
-            heads = config.num_attention_heads
-            kv = getattr(config, "num_key_value_heads", None) or heads
-            head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        if all(found.values()):  # head counts come from the weights (pruned blocks are narrower than the config)
+            head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
             q_rows = weight_matrix(names[found["query"][0]]).shape[0]
             if q_rows % head_dim:
                 raise UnsupportedModelError(f"q projection has {q_rows} rows, not a multiple of head_dim {head_dim}")

@@ -41,18 +41,17 @@ class SparsityKeeper:
         linears = prunable_linears(model)
         self.masks = {name: (weight_matrix(module) != 0).detach().clone() for name, module in linears.items()}
         self._handles = []
-        fused: dict[tuple[int, str], dict[int, torch.Tensor]] = {}  # (experts module, parameter) -> expert -> mask
+        fused: dict[torch.Tensor, dict[int, torch.Tensor]] = {}  # 3-D parameter -> expert -> mask
         for name, module in linears.items():
             if isinstance(module, ExpertWeight):  # stored layout: transposed when the experts module says so
                 mask = self.masks[name].T if module.transposed else self.masks[name]
-                fused.setdefault((id(module.module), module.parameter), {})[module.expert] = mask
+                fused.setdefault(getattr(module.module, module.parameter), {})[module.expert] = mask
                 continue
             keep = self.masks[name] if weight_matrix(module) is module.weight else self.masks[name].T
             self._handles.append(module.weight.register_hook(lambda grad, keep=keep: grad * keep))
-        owners = {id(m.module): m.module for m in linears.values() if isinstance(m, ExpertWeight)}
-        for (owner, parameter), masks in fused.items():  # one hook on the 3-D parameter, all experts' masks stacked
+        for parameter, masks in fused.items():  # one hook on the 3-D parameter, all experts' masks stacked
             keep = torch.stack([masks[e] for e in range(len(masks))])
-            self._handles.append(getattr(owners[owner], parameter).register_hook(lambda grad, keep=keep: grad * keep))
+            self._handles.append(parameter.register_hook(lambda grad, keep=keep: grad * keep))
 
     @torch.no_grad()
     def apply(self) -> None:

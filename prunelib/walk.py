@@ -236,11 +236,9 @@ def _watching_experts(module: nn.Module, units: dict[str, ExpertWeight], see) ->
         previous = getattr(config, "_experts_implementation", None)
         if previous is not None:
             config._experts_implementation = "eager"
-        mode = _ExpertInputs(units, see)
         seen = []
-        mode.see = lambda name, x: (seen.append(name), see(name, x))
         try:
-            with mode:
+            with _ExpertInputs(units, lambda name, x: (seen.append(name), see(name, x))):
                 out = original(*args, **kwargs)
             if not seen:
                 raise PrunelibError(
