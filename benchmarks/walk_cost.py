@@ -150,7 +150,7 @@ def child(spec: dict) -> dict:
     }
     calib, source = data.c4_calibration(tokenizer, spec["nsamples"], spec["seqlen"], spec["seed"])
     root = data.data_dir()
-    if source.get("path") and root is not None:
+    if source.get("path") and root is not None and os.path.isabs(source["path"]):  # trees before records went relative
         source["path_relative_to_data_root"] = os.path.relpath(source["path"], root)
         source["data_root"] = str(root)
     result["calibration"] = {**source, "shape": list(calib.shape)}

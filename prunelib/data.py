@@ -68,7 +68,11 @@ def sha256(path: Path) -> str:
 
 
 def _source(path: Path | None, hub: str) -> dict:
-    return {"path": str(path), "sha256": sha256(path)} if path else {"hub": hub}
+    """Where data came from: a local file by its path *relative to the data root* (so records name no
+    machine's directories; :func:`local_file` finds it again) and its sha256, else the hub dataset."""
+    if path is None:
+        return {"hub": hub}
+    return {"path": path.relative_to(data_dir()).as_posix(), "sha256": sha256(path)}
 
 
 # ---------------------------------------------------------------- WikiText-2

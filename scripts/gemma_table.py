@@ -8,20 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from prunelib.data import data_dir
 
 RUNS = ("dense", "magnitude-50", "wanda-50", "sparsegpt-50", "magnitude-2of4", "wanda-2of4", "sparsegpt-2of4")
-
-
-def _data(source: dict) -> dict:
-    """A data record with its path relative to the data root (never this machine's absolute path)."""
-    source = dict(source)
-    path, root = Path(source.pop("path", "")), data_dir()
-    if root is not None and path.is_relative_to(root.resolve()):
-        source = {"file": str(path.relative_to(root.resolve())), **source}
-    elif path.name:
-        source = {"file": path.name, **source}
-    return source
 
 
 def main(root: Path) -> None:
@@ -33,9 +21,9 @@ def main(root: Path) -> None:
     calibration = next((r["calibration"] for r in records.values() if "calibration" in r), None)
     print(f"# {model['name']}: the core table (cpu protocol)\n")
     print(f"- Model: {model['description']} (`{model.get('gguf_file')}`, sha256 `{model.get('gguf_sha256', '-')}`)")
-    print(f"- Perplexity on WikiText-2: {json.dumps(_data(evaluation))}")
+    print(f"- Perplexity on WikiText-2: {json.dumps(evaluation)}")
     if calibration:
-        print(f"- Calibration: {json.dumps(_data(calibration))}")
+        print(f"- Calibration: {json.dumps(calibration)}")
     print(f"- Versions: {json.dumps(first['versions'])}\n")
     print("| run | ppl | sparsity | prune s | eval s |")
     print("|---|---:|---:|---:|---:|")

@@ -28,7 +28,8 @@ def test_wikitext_rows_follow_hf_rules():
 def test_local_wikitext_is_the_canonical_file():
     text, source = data.wikitext2("test")
     assert source["sha256"] == WIKI_TEST_SHA256
-    rows = data.wikitext2_rows(open(source["path"], encoding="utf-8").read())
+    assert source["path"] == "wikitext-2-raw/wiki.test.raw"  # relative to the data root: no machine path
+    rows = data.wikitext2_rows(open(data.local_file(source["path"]), encoding="utf-8").read())
     assert len(rows) == 4358 and sum(map(bool, rows)) == 2891  # the HF dataset's row counts
     assert text.startswith("\n\n = Robert Boulter = \n")  # row 0 is the file's blank first line
 
