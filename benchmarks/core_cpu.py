@@ -37,8 +37,8 @@ def forward_reference(args) -> dict:
     import torch
 
     from prunelib import data
-    from prunelib.models import load_model
-    from prunelib.provenance import model_record, versions
+    from prunelib.model.loading import load_model
+    from prunelib.model.provenance import model_record, versions
 
     model, tokenizer = load_model(args.model)
     calibration, source = data.c4_calibration(tokenizer, args.nsamples, args.calib_seqlen, args.seed)

@@ -38,11 +38,12 @@ PATTERNS = {
 def measure() -> dict:
     import torch
 
-    from prunelib import formats
-    from prunelib.masks import NM
-    from prunelib.methods import magnitude
-    from prunelib.models import load_model, prunable_linears, weight_matrix
-    from prunelib.provenance import model_record, now, versions
+    from prunelib.core.magnitude import magnitude
+    from prunelib.core.masks import NM
+    from prunelib.model.architecture import prunable_linears, weight_matrix
+    from prunelib.model.loading import load_model
+    from prunelib.model.provenance import model_record, now, versions
+    from prunelib.storage import formats
 
     start = time.perf_counter()
     model, _ = load_model(MODEL, quiet=True)

@@ -33,9 +33,9 @@ def block_hessians(model, blocks, windows: torch.Tensor, indices: list[int], dev
     """``{block index: {linear name: H}}`` for the blocks in ``indices``, from the dense model's
     inputs of ``windows`` ``(n, seqlen)``; ``skip_first`` leaves each window's first position out
     of ``H`` (the token where Llama-family models put their massive activations)."""
-    from prunelib.models import block_linears
-    from prunelib.stats import HessianStat
-    from prunelib.walk import InputStatistics, capture_block_inputs
+    from prunelib.core.stats import HessianStat
+    from prunelib.model.architecture import block_linears
+    from prunelib.model.walk import InputStatistics, capture_block_inputs
 
     class AfterFirstToken(HessianStat):
         def update(self, x: torch.Tensor) -> None:
@@ -65,12 +65,13 @@ def main() -> None:
     args = parser.parse_args()
 
     from prunelib import data
-    from prunelib.hessian import relative_error
-    from prunelib.methods import gptq
-    from prunelib.models import block_linears, decoder_blocks, load_model, weight_matrix
-    from prunelib.profiles import get_profile
-    from prunelib.provenance import model_record, now, versions
-    from prunelib.quantize import QuantSpec, rtn
+    from prunelib.core.gptq import gptq
+    from prunelib.core.hessian import relative_error
+    from prunelib.core.quantize import QuantSpec, rtn
+    from prunelib.experiments.profiles import get_profile
+    from prunelib.model.architecture import block_linears, decoder_blocks, weight_matrix
+    from prunelib.model.loading import load_model
+    from prunelib.model.provenance import model_record, now, versions
 
     torch.set_grad_enabled(False)
     profile = get_profile("cpu")

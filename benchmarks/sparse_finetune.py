@@ -47,13 +47,13 @@ def run_one(name: str, args) -> dict:
     import torch
 
     from prunelib import data
-    from prunelib.evaluate import perplexity
-    from prunelib.finetune import SparsityKeeper, add_lora, merge_lora, train
-    from prunelib.iterative import iterative_prune
-    from prunelib.models import load_model
-    from prunelib.profiles import get_profile
-    from prunelib.provenance import model_record, now, versions
-    from prunelib.prune import measure_sparsity, prune_model
+    from prunelib.eval.perplexity import perplexity
+    from prunelib.experiments.profiles import get_profile
+    from prunelib.model.finetune import SparsityKeeper, add_lora, merge_lora, train
+    from prunelib.model.iterative import iterative_prune
+    from prunelib.model.loading import load_model
+    from prunelib.model.provenance import model_record, now, versions
+    from prunelib.model.prune import measure_sparsity, prune_model
 
     spec = RUNS[name]
     profile = get_profile(args.profile)
@@ -116,7 +116,7 @@ def dense_perplexity(profile) -> dict | None:
     """The dense model's perplexity under the profile's protocol, read from the experiment suite's
     stored dense run (the same model and evaluation windows), so each run need not measure it again;
     None when that run is not stored."""
-    from prunelib.experiments import profile_root, stored, sweep_suite
+    from prunelib.experiments.runs import profile_root, stored, sweep_suite
 
     dense, root = sweep_suite(profile)[0], profile_root(profile)
     record = stored(dense, root=root)

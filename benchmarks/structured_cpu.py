@@ -54,12 +54,12 @@ def run_one(name: str) -> dict:
     import torch
 
     from prunelib import data
-    from prunelib.evaluate import perplexity
-    from prunelib.models import load_model
-    from prunelib.profiles import get_profile
-    from prunelib.provenance import model_record, now, versions
-    from prunelib.prune import prune_model
-    from prunelib.structured import count_parameters, prune_structured, prune_structured_masks
+    from prunelib.eval.perplexity import perplexity
+    from prunelib.experiments.profiles import get_profile
+    from prunelib.model.loading import load_model
+    from prunelib.model.provenance import model_record, now, versions
+    from prunelib.model.prune import prune_model
+    from prunelib.model.structured import count_parameters, prune_structured, prune_structured_masks
 
     spec = RUNS[name]
     profile = get_profile("cpu")

@@ -35,8 +35,8 @@ TOKENS = (1, 512)
 def model_speed(runs, prompt_tokens: int, new_tokens: int, repeats: int) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from prunelib.speed import throughput
-    from prunelib.structured import count_parameters
+    from prunelib.eval.speed.generation import throughput
+    from prunelib.model.structured import count_parameters
 
     results = {}
     for run in runs:
@@ -59,7 +59,7 @@ def _time(stmt: str, values: dict, min_run_time: float) -> float:
 
 @torch.no_grad()
 def matmul_speed(min_run_time: float) -> list[dict]:
-    from prunelib.methods.structured import structured_mask
+    from prunelib.core.structured import structured_mask
 
     gen = torch.Generator().manual_seed(0)
     rows = []
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="measure again although speed.json exists")
     args = parser.parse_args()
 
-    from prunelib.provenance import now, versions
+    from prunelib.model.provenance import now, versions
 
     target = OUT / "speed.json"
     if target.exists() and not args.force:

@@ -125,13 +125,13 @@ def child(spec: dict) -> dict:
 
     result = {"prunelib_file": prunelib.__file__, "threads": torch.get_num_threads()}
     from prunelib import data
-    from prunelib.models import load_model
-    from prunelib.provenance import resident_memory_bytes, reset_peak_memory, versions
+    from prunelib.model.loading import load_model
+    from prunelib.model.provenance import reset_peak_memory, resident_memory_bytes, versions
 
     result["versions"] = {k: v for k, v in versions().items() if k in ("python", "torch", "transformers", "gguf", "prunelib", "platform")}
     start = time.perf_counter()
     try:
-        from prunelib.models import decoder_blocks
+        from prunelib.model.architecture import decoder_blocks
 
         model, tokenizer = load_model(spec["model"], quiet=True)
         blocks = decoder_blocks(model)  # the old tree knows a fixed list of families
@@ -178,16 +178,16 @@ def child(spec: dict) -> dict:
             for batch in batches:
                 model(batch, use_cache=False)
     elif what == "capture":
-        from prunelib.walk import capture_block_inputs
+        from prunelib.model.walk import capture_block_inputs
 
         with torch.no_grad():
             keep = capture_block_inputs(model, batches, torch.device("cpu"))
     elif what == "walk":
-        from prunelib.walk import sequential
+        from prunelib.model.walk import sequential
 
         keep = sequential(model, batches, None, quiet=True)
     elif what in ("wanda", "sparsegpt"):
-        from prunelib.prune import prune_model
+        from prunelib.model.prune import prune_model
 
         keep = prune_model(model, calib, method=what, sparsity=0.5, quiet=True)
     else:
@@ -195,7 +195,7 @@ def child(spec: dict) -> dict:
     seconds = time.perf_counter() - t0
     cpu_seconds = time.process_time() - cpu0
     maxrss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    from prunelib.provenance import peak_memory_bytes
+    from prunelib.model.provenance import peak_memory_bytes
 
     vmhwm = peak_memory_bytes("cpu")
     result.update(

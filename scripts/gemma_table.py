@@ -8,7 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-
 RUNS = ("dense", "magnitude-50", "wanda-50", "sparsegpt-50", "magnitude-2of4", "wanda-2of4", "sparsegpt-2of4")
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from tiny_models import FAMILIES, VOCAB
 
 
@@ -21,6 +20,6 @@ def tokens():
 @pytest.fixture(scope="session")
 def embedded():
     """The embedded SmolLM2-135M (about 15 s to load, so once per session)."""
-    from prunelib.models import load_model
+    from prunelib.model.loading import load_model
 
     return load_model("smollm2-135m")

@@ -4,7 +4,7 @@ and more sensitive / more outlier-heavy blocks are pruned less."""
 import pytest
 import torch
 
-from prunelib.allocate import inverse_sensitivity, outlier_ratio, owl, weighted_mean
+from prunelib.core.allocate import inverse_sensitivity, outlier_ratio, owl, weighted_mean
 from prunelib.errors import PrunelibError
 
 gen = torch.Generator().manual_seed(0)

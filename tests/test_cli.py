@@ -67,7 +67,8 @@ def test_width_not_divisible_by_m_is_refused(tmp_path, capsys):
 def test_prune_save_reload_same_zeros_and_perplexity(tmp_path, capsys):
     from transformers import AutoModelForCausalLM
 
-    from prunelib.models import decoder_blocks, load_model, prunable_linears, weight_matrix
+    from prunelib.model.architecture import decoder_blocks, prunable_linears, weight_matrix
+    from prunelib.model.loading import load_model
 
     saved, record_file = tmp_path / "pruned", tmp_path / "record.json"
     assert main(["prune", "--method", "wanda", "--nm", "2:4", *FAST, "--save", str(saved), "--json", str(record_file)]) == 0
@@ -123,8 +124,8 @@ def test_shrink_saves_a_smaller_model_that_reloads(tmp_path):
 
 @pytest.mark.slow
 def test_pipeline_prunes_quantizes_and_writes_a_compact_file_that_reloads_exactly(tmp_path, capsys):
-    from prunelib.compact import load_compact
-    from prunelib.models import prunable_linears, weight_matrix
+    from prunelib.model.architecture import prunable_linears, weight_matrix
+    from prunelib.storage.compact import load_compact
 
     out, compact = tmp_path / "r.json", tmp_path / "compact"
     argv = ["pipeline", "--method", "magnitude", "--nm", "2:4", "--quantize", "int4-g64", "--quant-method", "rtn",

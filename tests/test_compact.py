@@ -2,14 +2,14 @@
 
 import pytest
 import torch
-
-from prunelib.compact import load_compact, round_to_float16, save_compact
-from prunelib.errors import PrunelibError, UnsupportedModelError
-from prunelib.models import prunable_linears, weight_matrix
-from prunelib.prune import prune_model
-from prunelib.quantize import dequantize
-from prunelib.quantize_model import quantize_model
 from tiny_models import MLP_FAMILIES, MOE_FAMILIES, tiny_model
+
+from prunelib.core.quantize import dequantize
+from prunelib.errors import PrunelibError, UnsupportedModelError
+from prunelib.model.architecture import prunable_linears, weight_matrix
+from prunelib.model.prune import prune_model
+from prunelib.model.quantize import quantize_model
+from prunelib.storage.compact import load_compact, round_to_float16, save_compact
 
 SPEC = "int4-g16"  # tiny models have 32- and 64-wide inputs
 

@@ -7,9 +7,9 @@ import importlib.metadata
 
 import pytest
 
-from prunelib import embedded
-from prunelib.embedded import EMBEDDED, Chunk, EmbeddedModel, cache_dir
 from prunelib.errors import PrunelibError
+from prunelib.model import embedded
+from prunelib.model.embedded import EMBEDDED, Chunk, EmbeddedModel, cache_dir
 
 PARTS = [b"GGUF" + bytes(range(256)) * 3, b"second chunk " * 50, b"the end"]
 SHA = hashlib.sha256(b"".join(PARTS)).hexdigest()
@@ -129,7 +129,7 @@ def test_chunked_entry_needs_a_checksum():
 
 
 def test_registry():
-    from prunelib import models
+    from prunelib.model import loading as models
 
     assert models.EMBEDDED is EMBEDDED and models.DEFAULT_MODEL == "smollm2-135m"
     gemma = EMBEDDED["gemma3-270m"]
@@ -159,7 +159,7 @@ def test_gemma3_270m_loads():
     import torch
     from transformers import AutoModelForCausalLM
 
-    from prunelib.models import _gguf_options, _quiet_loading, model_source
+    from prunelib.model.loading import _gguf_options, _quiet_loading, model_source
 
     source, gguf_file = model_source("gemma3-270m")
     with _quiet_loading(True):

@@ -2,10 +2,10 @@ import math
 
 import pytest
 import torch
+from tiny_models import tiny_model
 
 from prunelib.errors import PrunelibError
-from prunelib.evaluate import perplexity
-from tiny_models import tiny_model
+from prunelib.eval.perplexity import perplexity
 
 
 def test_perplexity_equals_exp_of_models_own_mean_loss(family):

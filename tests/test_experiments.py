@@ -1,13 +1,17 @@
 """Cached experiment runs: the same definition reuses its file, any change recomputes."""
 
+import contextlib
 import dataclasses
 import json
 
 import pytest
 
-from prunelib import experiments
+from prunelib.cli import main
 from prunelib.errors import PrunelibError
-from prunelib.experiments import Run
+from prunelib.eval.zero_shot import ZERO_SHOT_TASKS
+from prunelib.experiments import cache, executors, measurements, runs, suites
+from prunelib.experiments.runs import Run
+from prunelib.model.provenance import write_json
 
 
 @pytest.fixture
@@ -19,14 +23,14 @@ def counted(monkeypatch):
         calls.append(spec)
         return {"name": spec.name, "key": spec.key, "run": spec.definition(), "ppl": float(len(calls))}
 
-    monkeypatch.setattr(experiments, "compute", fake_compute)
+    monkeypatch.setattr(runs, "compute", fake_compute)
     return calls
 
 
 def test_same_run_reuses_its_file(tmp_path, counted):
     spec = Run(method="wanda", sparsity=0.5)
-    first = experiments.run(spec, root=tmp_path)
-    second = experiments.run(Run(method="wanda", sparsity=0.5), root=tmp_path)
+    first = runs.run(spec, root=tmp_path)
+    second = runs.run(Run(method="wanda", sparsity=0.5), root=tmp_path)
     assert len(counted) == 1 and not first["cached"] and second["cached"]
     assert second["ppl"] == first["ppl"]
     assert json.loads(spec.path(tmp_path).read_text())["run"] == spec.definition()
@@ -43,38 +47,36 @@ def _dead_pid() -> int:
 
 
 def test_a_run_claimed_by_a_live_process_is_skipped_not_duplicated(tmp_path, counted):
-    import os
-
     busy, free = Run(method="wanda", sparsity=0.5), Run(method="wanda", sparsity=0.6)
     lock = tmp_path / f"{busy.path(tmp_path).name}.lock"
-    lock.write_text(str(os.getppid()))  # the parent of this test process is alive
-    with pytest.raises(experiments.Busy):
-        experiments.run(busy, root=tmp_path)
-    records = experiments.run_all([busy, free], root=tmp_path, quiet=True)
-    assert [r["name"] for r in records] == [free.name] and counted == [free]
-    assert lock.exists() and not busy.path(tmp_path).exists()
+    with cache.claim(busy.path(tmp_path)):  # held as a live worker holds it
+        with pytest.raises(cache.Busy):
+            runs.run(busy, root=tmp_path)
+        records = executors.run_all([busy, free], root=tmp_path, quiet=True)
+        assert [r["name"] for r in records] == [free.name] and counted == [free]
+        assert lock.exists() and not busy.path(tmp_path).exists()
 
 
 def test_a_stale_claim_is_taken_over_and_every_claim_is_released(tmp_path, counted):
     spec = Run(method="wanda", sparsity=0.5)
     lock = tmp_path / f"{spec.path(tmp_path).name}.lock"
     lock.write_text(str(_dead_pid()))
-    assert not experiments.run(spec, root=tmp_path)["cached"] and counted == [spec]
+    assert not runs.run(spec, root=tmp_path)["cached"] and counted == [spec]
     assert not lock.exists()
 
 
 def test_a_run_finished_by_another_worker_before_the_claim_is_read_not_recomputed(tmp_path, counted, monkeypatch):
     spec = Run(method="wanda", sparsity=0.5)
-    real_claim = experiments.claim
+    real_claim = cache.claim
 
-    @experiments.contextmanager
+    @contextlib.contextmanager
     def claim_after_the_other_worker(path):
-        experiments.write_json(path, {"run": spec.definition(), "ppl": 7.0})  # it finishes while we reach the claim
+        write_json(path, {"run": spec.definition(), "code": spec.code, "ppl": 7.0})  # it finishes while we reach the claim
         with real_claim(path):
             yield
 
-    monkeypatch.setattr(experiments, "claim", claim_after_the_other_worker)
-    record = experiments.run(spec, root=tmp_path)
+    monkeypatch.setattr(cache, "claim", claim_after_the_other_worker)
+    record = runs.run(spec, root=tmp_path)
     assert record["cached"] and record["ppl"] == 7.0 and counted == []
 
 
@@ -82,10 +84,10 @@ def test_a_failed_run_releases_its_claim(tmp_path, monkeypatch):
     def failing(spec, quiet=False):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(experiments, "compute", failing)
+    monkeypatch.setattr(runs, "compute", failing)
     spec = Run(method="wanda", sparsity=0.5)
     with pytest.raises(RuntimeError):
-        experiments.run(spec, root=tmp_path)
+        runs.run(spec, root=tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -97,8 +99,8 @@ def test_a_failed_run_releases_its_claim(tmp_path, monkeypatch):
 def test_any_change_recomputes(tmp_path, counted, change):
     base = Run(method="wanda", sparsity=0.5)
     changed = dataclasses.replace(base, **change)
-    experiments.run(base, root=tmp_path)
-    record = experiments.run(changed, root=tmp_path)
+    runs.run(base, root=tmp_path)
+    record = runs.run(changed, root=tmp_path)
     assert len(counted) == 2 and not record["cached"] and changed.key != base.key
     assert len(list(tmp_path.glob("*.json"))) == 2
 
@@ -116,17 +118,17 @@ def test_quantization_fields_enter_the_key_only_when_set():
                 dict(method="wanda", quantize="int4", quant_method="joint")):
         with pytest.raises(PrunelibError):
             Run(**bad)
-    suite = experiments.quantization_suite("ci")
+    suite = suites.quantization_suite("ci")
     assert len({s.key for s in suite}) == len(suite) and all(s.compact for s in suite)
 
 
 def test_stored_never_computes(tmp_path, counted):
     spec = Run(method="wanda", sparsity=0.5)
-    assert experiments.stored(spec, root=tmp_path) is None and not counted
-    experiments.run(spec, root=tmp_path)
-    assert experiments.stored(spec, root=tmp_path)["ppl"] == 1.0 and len(counted) == 1
-    absent = experiments.sensitivity_result("ci", method="wanda", root=tmp_path, only_stored=True)
-    assert absent is None and experiments.outlier_result("ci", root=tmp_path, only_stored=True) is None
+    assert runs.stored(spec, root=tmp_path) is None and not counted
+    runs.run(spec, root=tmp_path)
+    assert runs.stored(spec, root=tmp_path)["ppl"] == 1.0 and len(counted) == 1
+    absent = measurements.sensitivity_result("ci", method="wanda", root=tmp_path, only_stored=True)
+    assert absent is None and measurements.outlier_result("ci", root=tmp_path, only_stored=True) is None
 
 
 def test_calibration_fields_do_not_matter_without_calibration(tmp_path, counted):
@@ -136,11 +138,11 @@ def test_calibration_fields_do_not_matter_without_calibration(tmp_path, counted)
 
 def test_force_recomputes_and_a_foreign_file_is_refused(tmp_path, counted):
     spec = Run(method="sparsegpt", nm="2:4")
-    experiments.run(spec, root=tmp_path)
-    assert not experiments.run(spec, root=tmp_path, force=True)["cached"] and len(counted) == 2
+    runs.run(spec, root=tmp_path)
+    assert not runs.run(spec, root=tmp_path, force=True)["cached"] and len(counted) == 2
     spec.path(tmp_path).write_text(json.dumps({"run": {"method": "other"}}))
     with pytest.raises(PrunelibError, match="different run"):
-        experiments.run(spec, root=tmp_path)
+        runs.run(spec, root=tmp_path)
 
 
 def test_names_and_validation():
@@ -159,67 +161,67 @@ def test_names_and_validation():
 def test_profile_protocol_and_the_sweep_suite():
     ci = Run.from_profile("ci", method="wanda", sparsity=0.5)
     assert (ci.nsamples, ci.calib_seqlen, ci.eval_seqlen, ci.max_windows) == (4, 128, 256, 2)
-    suite = experiments.sweep_suite("ci")
+    suite = suites.sweep_suite("ci")
     assert len(suite) == 1 + 3 * (8 + 2) and len({s.key for s in suite}) == len(suite)
     assert {s.nm for s in suite} == {None, "2:4", "4:8"}
     accuracy = [s.name for s in suite if s.zero_shot]
     assert accuracy == ["dense", "magnitude-50", "magnitude-2of4", "wanda-50", "wanda-2of4", "sparsegpt-50",
                         "sparsegpt-2of4"]
-    assert all(s.zero_shot == experiments.ZERO_SHOT_TASKS and s.zero_shot_limit == 4 for s in suite if s.zero_shot)
+    assert all(s.zero_shot == ZERO_SHOT_TASKS and s.zero_shot_limit == 4 for s in suite if s.zero_shot)
 
 
 def test_list_command(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(experiments, "RESULTS", tmp_path)
-    assert experiments.main(["--profile", "ci", "--suite", "sweep", "--list"]) == 0
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path))
+    assert main(["experiments", "--profile", "ci", "--suite", "sweep", "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 31 and all(line.startswith("missing") for line in lines)
 
 
 def test_listing_everything_computes_nothing(tmp_path, monkeypatch, capsys, counted):
-    monkeypatch.setattr(experiments, "RESULTS", tmp_path)
-    assert experiments.main(["--profile", "ci", "--list"]) == 0
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path))
+    assert main(["experiments", "--profile", "ci", "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[:5] == ["missing  sensitivity-wanda-block", "missing  sensitivity-sparsegpt-block",
                          "missing  sensitivity-wanda-type", "missing  sensitivity-wanda-linear", "missing  outliers"]
-    assert "listed once" in lines[5] and len(lines) == 6 + 31 + len(experiments.quantization_suite("ci"))
+    assert "listed once" in lines[5] and len(lines) == 6 + 31 + len(suites.quantization_suite("ci"))
     assert not counted and not list(tmp_path.rglob("*.json"))
 
 
 @pytest.mark.slow
 def test_a_real_run_on_the_embedded_model(tmp_path):
     spec = Run(method="magnitude", sparsity=0.5, eval_seqlen=128, max_windows=1)
-    record = experiments.run(spec, root=tmp_path, quiet=True)
+    record = runs.run(spec, root=tmp_path, quiet=True)
     assert record["sparsity"] == pytest.approx(0.5, abs=1e-3)
     assert record["eval"]["windows"] == 1 and record["ppl"] > 1
     for key in ("versions", "model", "eval_data", "finished"):
         assert key in record
-    dense = experiments.run(Run(eval_seqlen=128, max_windows=1), root=tmp_path, quiet=True)
+    dense = runs.run(Run(eval_seqlen=128, max_windows=1), root=tmp_path, quiet=True)
     assert dense["ppl"] < record["ppl"]  # the cached model was restored to its dense weights
 
 
 def test_allocation_suite_feeds_the_rules_and_hits_each_target(monkeypatch):
-    from prunelib.allocate import weighted_mean
+    from prunelib.core.allocate import weighted_mean
 
     blocks = 30
     weights = [1000 + 10 * b for b in range(blocks)]
-    monkeypatch.setattr(experiments, "outlier_result", lambda *a, **k: {"ratios": [0.01 * (b % 7) for b in range(blocks)]})
-    monkeypatch.setattr(experiments, "sensitivity_result", lambda *a, **k: {
+    monkeypatch.setattr(suites, "outlier_result", lambda *a, **k: {"ratios": [0.01 * (b % 7) for b in range(blocks)]})
+    monkeypatch.setattr(suites, "sensitivity_result", lambda *a, **k: {
         "increase": {str(b): 1.0 + (b % 5) for b in range(blocks)}, "block_parameters": weights})
-    suite = experiments.allocation_suite("ci")
+    suite = suites.allocation_suite("ci")
     assert len(suite) == 2 * 3 * 3
     for spec in suite:
         if spec.block_sparsity is not None:
             assert len(spec.block_sparsity) == blocks
             assert weighted_mean(spec.block_sparsity, weights) == pytest.approx(spec.sparsity, abs=1e-9)
     assert {spec.label for spec in suite} == {None, "inverse-sensitivity", "owl"}
-    sweep = set(experiments.sweep_suite("ci"))
+    sweep = set(suites.sweep_suite("ci"))
     assert all(spec in sweep for spec in suite if spec.label is None)  # uniform runs are the sweep's
 
 
 @pytest.mark.slow
 def test_a_quantized_compact_run_reloads_exactly_and_counts_its_bytes(tmp_path):
     spec = Run(method="magnitude", nm="2:4", quantize="int4-g64", quant_method="rtn", eval_seqlen=128, max_windows=1)
-    record = experiments.run(spec, root=tmp_path, quiet=True)
+    record = runs.run(spec, root=tmp_path, quiet=True)
     storage = record["storage"]
     assert storage["round_trip_exact"] and storage["layout"] == "nm"
     assert storage["linear_bytes"] == storage["formula_linear_bytes"]
@@ -230,13 +232,13 @@ def test_a_quantized_compact_run_reloads_exactly_and_counts_its_bytes(tmp_path):
 
 @pytest.mark.slow
 def test_sensitivity_and_outliers_are_cached_on_the_embedded_model(tmp_path):
-    first = experiments.sensitivity_result("ci", method="magnitude", units="type", eval_seqlen=128, eval_windows=1,
+    first = measurements.sensitivity_result("ci", method="magnitude", units="type", eval_seqlen=128, eval_windows=1,
                                            root=tmp_path, quiet=True)
     assert len(first["ppl"]) == 7 and not first["cached"]
     assert first["eval_data"]["split"] == "validation"  # never the test text the runs are scored on
     assert all(value > 0 for value in first["increase"].values())  # pruning any type to 50% hurts
-    again = experiments.sensitivity_result("ci", method="magnitude", units="type", eval_seqlen=128, eval_windows=1,
+    again = measurements.sensitivity_result("ci", method="magnitude", units="type", eval_seqlen=128, eval_windows=1,
                                            root=tmp_path, quiet=True)
     assert again["cached"] and again["ppl"] == first["ppl"]
-    outliers = experiments.outlier_result("ci", root=tmp_path, quiet=True)
+    outliers = measurements.outlier_result("ci", root=tmp_path, quiet=True)
     assert len(outliers["ratios"]) == 30 and all(0 <= r < 1 for r in outliers["ratios"])

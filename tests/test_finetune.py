@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-
-from prunelib.finetune import LoRALinear, SparsityKeeper, add_lora, merge_lora, train
-from prunelib.models import prunable_linears, weight_matrix
-from prunelib.prune import prune_model
 from tiny_models import tiny_model
+
+from prunelib.model.architecture import prunable_linears, weight_matrix
+from prunelib.model.finetune import LoRALinear, SparsityKeeper, add_lora, merge_lora, train
+from prunelib.model.prune import prune_model
 
 
 def pruned(family, tokens, nm="2:4"):

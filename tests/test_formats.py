@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from prunelib import formats
+from prunelib.core.masks import NM, nm_mask
 from prunelib.errors import PrunelibError
-from prunelib.masks import NM, nm_mask
+from prunelib.storage import formats
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 SPARSITIES = [0.0, 0.3, 0.5, 0.9, 1.0]

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from prunelib.hessian import relative_error
-from prunelib.methods import gptq, sparsegpt
-from prunelib.quantize import QuantSpec, dequantize, expand_scales, quantize_codes, rtn
+from prunelib.core.gptq import gptq
+from prunelib.core.hessian import relative_error
+from prunelib.core.quantize import QuantSpec, dequantize, expand_scales, quantize_codes, rtn
+from prunelib.core.sparsegpt import sparsegpt
 
 
 def correlated_hessian(cols, n=512, seed=0):
@@ -96,7 +97,7 @@ def test_a_fixed_mask_is_kept_and_compensated():
 
 @pytest.mark.parametrize("nm", [None, "2:4"])
 def test_sparsegpt_joint_mode_prunes_and_quantizes_in_one_pass(nm):
-    from prunelib.masks import NM
+    from prunelib.core.masks import NM
 
     pattern = NM.parse(nm) if nm else None
     spec = QuantSpec(3, 32)

@@ -2,12 +2,12 @@
 
 import pytest
 import torch
+from tiny_models import tiny_model
 
 from prunelib.errors import PrunelibError
-from prunelib.iterative import cubic_schedule, iterative_prune
-from prunelib.models import prunable_linears, weight_matrix
-from prunelib.prune import measure_sparsity, prune_model
-from tiny_models import tiny_model
+from prunelib.model.architecture import prunable_linears, weight_matrix
+from prunelib.model.iterative import cubic_schedule, iterative_prune
+from prunelib.model.prune import measure_sparsity, prune_model
 
 
 def test_cubic_schedule_closed_form():
@@ -46,7 +46,7 @@ def test_iterative_prune_reaches_the_target_exactly(tokens):
 
 def test_each_step_trains_on_its_own_rows(tokens, monkeypatch):
     """The K recovery runs see disjoint rows that together are all of them, as one run over the rows would."""
-    import prunelib.iterative as iterative
+    import prunelib.model.iterative as iterative
 
     seen = []
     real_train = iterative.train

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from prunelib.core.masks import NM, n_pruned, nm_mask, unstructured_mask
 from prunelib.errors import PrunelibError
-from prunelib.masks import NM, n_pruned, nm_mask, unstructured_mask
 
 
 def tied_scores(rows=8, cols=64, levels=3, seed=0):

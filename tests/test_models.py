@@ -1,20 +1,19 @@
 import pytest
 import torch
 import transformers as T
+from tiny_models import BLOCKS, MOE_FAMILIES, tiny_model
 
 from prunelib.errors import PrunelibError, UnsupportedModelError
-from prunelib.models import (
+from prunelib.model.architecture import (
     ExpertWeight,
     block_linears,
     decoder_blocks,
-    load_model,
     prunable_linear_paths,
     prunable_linears,
-    resolve_dtype,
     set_weight_matrix,
     weight_matrix,
 )
-from tiny_models import BLOCKS, MOE_FAMILIES, tiny_model
+from prunelib.model.loading import load_model, resolve_dtype
 
 
 def test_every_family_has_blocks_and_linears(family):

@@ -5,12 +5,12 @@ import warnings
 
 import pytest
 import torch
-
-from prunelib.models import ExpertWeight, block_linears, decoder_blocks, weight_matrix
-from prunelib.prune import prune_model
-from prunelib.stats import HessianStat, InputNormStat
-from prunelib.walk import InputStatistics, sequential
 from tiny_models import MOE_FAMILIES, tiny_model
+
+from prunelib.core.stats import HessianStat, InputNormStat
+from prunelib.model.architecture import ExpertWeight, block_linears, decoder_blocks, weight_matrix
+from prunelib.model.prune import prune_model
+from prunelib.model.walk import InputStatistics, sequential
 
 
 def _moe_inputs_and_routes(model, tokens, index):
@@ -173,8 +173,8 @@ def test_an_expert_width_that_does_not_fit_nm_is_refused_before_any_change(token
 
 @pytest.mark.parametrize("family", MOE_FAMILIES)
 def test_gptq_rounds_an_expert_without_tokens_to_nearest_and_says_so(family, tokens):
-    from prunelib.quantize import QuantSpec, rtn
-    from prunelib.quantize_model import quantize_model
+    from prunelib.core.quantize import QuantSpec, rtn
+    from prunelib.model.quantize import quantize_model
 
     model = tiny_model(family)
     _starve_expert(model, 3)
@@ -188,7 +188,7 @@ def test_gptq_rounds_an_expert_without_tokens_to_nearest_and_says_so(family, tok
 
 def test_sparse_finetuning_masks_the_gradient_of_every_fused_expert(tokens):
     """One gradient hook on each 3-D parameter, with every expert's mask stacked in expert order."""
-    from prunelib.finetune import SparsityKeeper
+    from prunelib.model.finetune import SparsityKeeper
 
     model = tiny_model("mixtral")
     prune_model(model, tokens, method="magnitude", nm="2:4", quiet=True)

@@ -5,13 +5,14 @@ import itertools
 
 import pytest
 import torch
-
-from prunelib.errors import PrunelibError
-from prunelib.masks import NM, nm_mask
-from prunelib.models import decoder_blocks, mlp_layout, prunable_linears, weight_matrix
-from prunelib.nm import permute_mlp_channels, retained_score, search_permutation, striped_order
-from prunelib.prune import prune_model
 from tiny_models import MLP_FAMILIES, tiny_model
+
+from prunelib.core.masks import NM, nm_mask
+from prunelib.core.permutation import retained_score, search_permutation, striped_order
+from prunelib.errors import PrunelibError
+from prunelib.model.architecture import decoder_blocks, mlp_layout, prunable_linears, weight_matrix
+from prunelib.model.channels import permute_mlp_channels
+from prunelib.model.prune import prune_model
 
 TWO_FOUR = NM(2, 4)
 

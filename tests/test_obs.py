@@ -2,7 +2,7 @@
 
 import torch
 
-from prunelib.methods.obs import obs_eliminate, obs_remove, obs_saliency
+from prunelib.core.obs import obs_eliminate, obs_remove, obs_saliency
 
 
 def problem(d=6, n=40, seed=0):

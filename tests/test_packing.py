@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from prunelib import formats, packing
+from prunelib.core.masks import NM, nm_mask
+from prunelib.core.quantize import QuantSpec, rtn
 from prunelib.errors import PrunelibError
-from prunelib.masks import NM, nm_mask
-from prunelib.packing import QuantizedMatrix, packed_bytes
-from prunelib.quantize import QuantSpec, rtn
+from prunelib.storage import formats, packing
+from prunelib.storage.packing import QuantizedMatrix, packed_bytes
 
 LAYOUTS = [("dense", {}), ("bitmask", {}), ("csr", {}), ("nm", {"nm": "2:4"})]
 

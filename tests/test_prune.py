@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from tiny_models import tiny_model
 
 from prunelib.errors import PrunelibError
-from prunelib.models import decoder_blocks, prunable_linears, weight_matrix
-from prunelib.prune import measure_sparsity, prune_model
-from tiny_models import tiny_model
+from prunelib.model.architecture import decoder_blocks, prunable_linears, weight_matrix
+from prunelib.model.prune import measure_sparsity, prune_model
 
 METHODS = ("magnitude", "wanda", "sparsegpt")
 
@@ -36,7 +36,7 @@ def test_two_four_pattern_along_inputs(family, tokens, method):
 
 
 def test_magnitude_matches_the_pure_function():
-    from prunelib.methods import magnitude
+    from prunelib.core.magnitude import magnitude
 
     model = tiny_model("llama")
     before = weight_matrix(decoder_blocks(model)[1].mlp.down_proj).clone()
@@ -46,8 +46,8 @@ def test_magnitude_matches_the_pure_function():
 
 def test_sparsegpt_prunes_block_one_on_outputs_of_pruned_block_zero(tokens):
     """Block 1's statistics must come from the *pruned* block 0, not the dense one."""
-    from prunelib.stats import HessianStat
-    from prunelib.walk import InputStatistics, sequential
+    from prunelib.core.stats import HessianStat
+    from prunelib.model.walk import InputStatistics, sequential
 
     def hessian_of_block1_input(prune_first):
         model = tiny_model("llama")
@@ -112,8 +112,8 @@ def test_calibration_required(tokens):
 
 
 def test_relative_error_from_hessian_equals_direct_computation():
-    from prunelib.hessian import relative_error
-    from prunelib.stats import HessianStat
+    from prunelib.core.hessian import relative_error
+    from prunelib.core.stats import HessianStat
 
     X = torch.randn(3, 20, 16)
     W, W_new = torch.randn(8, 16), torch.randn(8, 16)

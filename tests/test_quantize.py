@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from prunelib.core.quantize import QuantSpec, dequantize, expand_scales, group_scales, quantize_codes, rtn
 from prunelib.errors import PrunelibError
-from prunelib.quantize import QuantSpec, dequantize, expand_scales, group_scales, quantize_codes, rtn
 
 
 @pytest.mark.parametrize("text, bits, group", [("int4", 4, None), ("int8", 8, None), ("INT4-g128", 4, 128),

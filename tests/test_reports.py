@@ -4,8 +4,10 @@ import math
 
 import pytest
 
-from prunelib import experiments, reports
-from prunelib.experiments import ZERO_SHOT_TASKS, Run
+from prunelib.eval.zero_shot import ZERO_SHOT_TASKS
+from prunelib.experiments import suites
+from prunelib.experiments.runs import Run
+from prunelib.report import runs as reports
 
 
 def _zero_shot(value):
@@ -16,7 +18,7 @@ def _zero_shot(value):
 
 @pytest.fixture
 def records():
-    suite = experiments.sweep_suite("ci")
+    suite = suites.sweep_suite("ci")
     found = {}
     for spec in suite:
         if spec.method == "dense":

@@ -3,13 +3,12 @@ unit alone with prune_model; OWL outlier ratios from the dense statistics."""
 
 import pytest
 import torch
+from tiny_models import VOCAB, tiny_model
 
-from prunelib.allocate import outlier_ratio
-from prunelib.evaluate import perplexity
-from prunelib.methods import wanda_scores
-from prunelib.models import block_linears, decoder_blocks, prunable_linears, weight_matrix
-from prunelib.prune import prune_model
-from prunelib.sensitivity import (
+from prunelib.core.allocate import outlier_ratio
+from prunelib.core.wanda import wanda_scores
+from prunelib.eval.perplexity import perplexity
+from prunelib.eval.sensitivity import (
     block_outlier_ratios,
     block_parameters,
     collect_statistics,
@@ -18,7 +17,8 @@ from prunelib.sensitivity import (
     units_by_linear,
     units_by_type,
 )
-from tiny_models import VOCAB, tiny_model
+from prunelib.model.architecture import block_linears, decoder_blocks, prunable_linears, weight_matrix
+from prunelib.model.prune import prune_model
 
 EVAL = torch.randint(0, VOCAB, (1, 64), generator=torch.Generator().manual_seed(5))
 

@@ -5,11 +5,13 @@ import warnings
 import pytest
 import torch
 
+from prunelib.core.hessian import inverse_cholesky_upper
+from prunelib.core.magnitude import magnitude
+from prunelib.core.masks import NM, n_pruned, unstructured_mask
+from prunelib.core.sparsegpt import sparsegpt
+from prunelib.core.stats import HessianStat, InputNormStat
+from prunelib.core.wanda import wanda
 from prunelib.errors import PrunelibError
-from prunelib.hessian import inverse_cholesky_upper
-from prunelib.masks import NM, n_pruned, unstructured_mask
-from prunelib.methods import magnitude, sparsegpt, wanda
-from prunelib.stats import HessianStat, InputNormStat
 
 
 def correlated_problem(rows=16, cols=32, tokens=256, seed=0):
@@ -139,7 +141,7 @@ def test_error_order_on_synthetic_correlated_inputs(pattern):
 def test_error_order_on_real_activations(embedded, pattern):
     """Inputs of block 3's gate/up projections on real C4 text from the embedded model."""
     from prunelib import data
-    from prunelib.models import decoder_blocks
+    from prunelib.model.architecture import decoder_blocks
 
     model, tokenizer = embedded
     windows, _ = data.c4_calibration(tokenizer, nsamples=4, seqlen=128, seed=0)

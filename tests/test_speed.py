@@ -11,18 +11,18 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
-from prunelib.errors import PrunelibError
-from prunelib.masks import NM, n_pruned, nm_mask
-from prunelib.models import prunable_linears
-from prunelib.speed import (LLAMA2_7B, NO_CUDA, csr_break_even, csr_linear, csr_sweep, greedy_decode, is_two_four,
-                            linear_sweep, llama_config, mask_two_four, plot_csr_sweep, qualifying_linears,
-                            random_llama, sparse_valued_weight, throughput, two_four_weight)
-from prunelib.speed import linear as linear_module
-from prunelib.speed.__main__ import main
-from prunelib.speed.csr import to_csr
-from prunelib.speed.semi import satisfies_nm
 from tiny_models import tiny_model
+
+from prunelib.cli import main
+from prunelib.core.masks import NM, n_pruned, nm_mask
+from prunelib.errors import PrunelibError
+from prunelib.eval.speed import linear as linear_module
+from prunelib.eval.speed.csr import csr_break_even, csr_linear, csr_sweep, plot_csr_sweep, sparse_valued_weight, to_csr
+from prunelib.eval.speed.generation import greedy_decode, throughput
+from prunelib.eval.speed.linear import linear_sweep, two_four_weight
+from prunelib.eval.speed.llama import LLAMA2_7B, llama_config, mask_two_four, random_llama
+from prunelib.eval.speed.semi import NO_CUDA, is_two_four, qualifying_linears, satisfies_nm
+from prunelib.model.architecture import prunable_linears
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs an NVIDIA GPU (sm80+)")
@@ -109,7 +109,8 @@ def test_qualifying_names_conv1d_and_bad_backend():
 
 @pytest.mark.skipif(CUDA, reason="checks the refusal without CUDA")
 def test_conversion_and_benchmark_refuse_without_cuda():
-    from prunelib.speed import convert_to_semi_structured, linear_benchmark
+    from prunelib.eval.speed.linear import linear_benchmark
+    from prunelib.eval.speed.semi import convert_to_semi_structured
 
     with pytest.raises(PrunelibError, match="no CUDA device"):
         convert_to_semi_structured(tiny_model("llama").half())
@@ -189,7 +190,7 @@ def test_throughput_prompt_avoids_special_tokens_and_checks_limits():
             return 6
 
     model = tiny_model("llama")
-    from prunelib.speed.generation import prompt_ids
+    from prunelib.eval.speed.generation import prompt_ids
 
     ids = prompt_ids(model, Tokenizer(), 4, 50)
     assert ids.min() >= 3 and ids.max() <= 5
@@ -262,14 +263,14 @@ def test_two_four_weight_has_no_zero_groups():
 
 @pytest.mark.skipif(CUDA, reason="checks the behaviour without CUDA")
 def test_gpu_command_without_cuda_exits_0_and_writes_nothing(tmp_path, capsys):
-    assert main(["gpu", "--out", str(tmp_path / "gpu.json"), "--quick"]) == 0
+    assert main(["speed", "gpu", "--out", str(tmp_path / "gpu.json"), "--quick"]) == 0
     assert NO_CUDA in capsys.readouterr().out
     assert list(tmp_path.iterdir()) == []
 
 
 def test_cpu_csr_command(tmp_path):
     out = tmp_path / "csr.json"
-    args = ["cpu-csr", "--out", str(out), "--shapes", "8x16", "--tokens", "2", "--sparsities", "0,0.5",
+    args = ["speed", "cpu-csr", "--out", str(out), "--shapes", "8x16", "--tokens", "2", "--sparsities", "0,0.5",
             "--min-run-time", "0.001", "--threads", "1"]
     assert main(args) == 0
     record = json.loads(out.read_text())
@@ -277,7 +278,7 @@ def test_cpu_csr_command(tmp_path):
     assert list(record["break_even"]) == ["8x16, 2 tokens"] and record["versions"]["torch"] == torch.__version__
     assert "| 8x16 | 2 | 0.50 |" in out.with_suffix(".md").read_text()
     assert main(args) == 2  # refuses to overwrite
-    assert main(["cpu-csr", "--out", str(tmp_path / "x.json"), "--shapes", "8by16"]) == 2
+    assert main(["speed", "cpu-csr", "--out", str(tmp_path / "x.json"), "--shapes", "8by16"]) == 2
 
 
 # ---- CUDA: the 2:4 kernels compute the dense product --------------------------------------------
@@ -296,7 +297,7 @@ def _run_or_skip_cutlass_on_hopper(backend, call):
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("tokens", [1, 200])  # 1 and 200 are padded up to the kernels' row multiple
 def test_cuda_linear_benchmark_sparse_equals_dense(backend, dtype, tokens):
-    from prunelib.speed import linear_benchmark
+    from prunelib.eval.speed.linear import linear_benchmark
 
     found = _run_or_skip_cutlass_on_hopper(
         backend, lambda: linear_benchmark(256, 512, tokens, dtype, backend, "cuda", min_run_time=0.01))
@@ -308,8 +309,9 @@ def test_cuda_linear_benchmark_sparse_equals_dense(backend, dtype, tokens):
 @needs_cuda
 @pytest.mark.parametrize("backend", ["cusparselt", "cutlass"])
 def test_cuda_converted_llama_matches_dense(backend):
-    from prunelib.speed import convert_to_semi_structured
     from torch.sparse import SparseSemiStructuredTensor
+
+    from prunelib.eval.speed.semi import convert_to_semi_structured
 
     model = random_llama(2, dtype=torch.float16, device="cuda", hidden_size=128, intermediate_size=256,
                          num_attention_heads=4, num_key_value_heads=4, vocab_size=256)

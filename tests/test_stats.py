@@ -1,7 +1,7 @@
 import torch
 
-from prunelib.methods import wanda, wanda_scores
-from prunelib.stats import HessianStat, InputNormStat
+from prunelib.core.stats import HessianStat, InputNormStat
+from prunelib.core.wanda import wanda, wanda_scores
 
 
 def activations(seed=0):
@@ -52,7 +52,7 @@ def test_wanda_is_per_row_by_default_and_exact():
 
 
 def test_wanda_equals_magnitude_when_inputs_are_isotropic():
-    from prunelib.methods import magnitude
+    from prunelib.core.magnitude import magnitude
 
     W = torch.randn(6, 16)
     assert torch.equal(wanda(W, torch.ones(16), sparsity=0.5).mask, magnitude(W, sparsity=0.5, group="row").mask)

@@ -3,9 +3,10 @@ shrinking of tiny models of every family (function kept where it must be, save a
 
 import pytest
 import torch
+from tiny_models import HEAD_FAMILIES, HIDDEN, MLP, MLP_FAMILIES, MOE_FAMILIES, NO_HEAD_PRUNING, tiny_model
 
-from prunelib.errors import PrunelibError, UnsupportedModelError
-from prunelib.methods.structured import (
+from prunelib.core.stats import HessianStat, InputNormStat
+from prunelib.core.structured import (
     block_scores,
     column_scores,
     grouped_keep_top,
@@ -14,17 +15,22 @@ from prunelib.methods.structured import (
     row_scores,
     structured_mask,
 )
-from prunelib.models import decoder_blocks, mlp_layout, prunable_linears, set_weight_matrix, weight_matrix
-from prunelib.stats import HessianStat, InputNormStat
-from prunelib.architecture import mlp_width_key
-from prunelib.structured import (
+from prunelib.errors import PrunelibError, UnsupportedModelError
+from prunelib.model.architecture import (
+    decoder_blocks,
+    mlp_layout,
+    mlp_width_key,
+    prunable_linears,
+    set_weight_matrix,
+    weight_matrix,
+)
+from prunelib.model.structured import (
     count_parameters,
     head_geometry,
     per_block_widths,
     prune_structured,
     prune_structured_masks,
 )
-from tiny_models import HEAD_FAMILIES, HIDDEN, MLP, MLP_FAMILIES, MOE_FAMILIES, NO_HEAD_PRUNING, tiny_model
 
 gen = torch.Generator().manual_seed(0)
 

@@ -2,12 +2,12 @@
 
 import pytest
 import torch
-
-from prunelib.errors import NonFiniteActivationError
-from prunelib.models import block_linears, decoder_blocks
-from prunelib.stats import HessianStat
-from prunelib.walk import InputStatistics, capture_block_inputs, sequential
 from tiny_models import HETEROGENEOUS, tiny_model
+
+from prunelib.core.stats import HessianStat
+from prunelib.errors import NonFiniteActivationError
+from prunelib.model.architecture import block_linears, decoder_blocks
+from prunelib.model.walk import InputStatistics, capture_block_inputs, sequential
 
 
 def block_outputs(model, run):

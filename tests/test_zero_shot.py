@@ -15,24 +15,24 @@ pytest.importorskip("lm_eval")
 
 import transformers as T  # noqa: E402
 
-from prunelib import data  # noqa: E402
-from prunelib.errors import DataNotFoundError, PrunelibError  # noqa: E402
-from prunelib.experiments import ZERO_SHOT_TASKS  # noqa: E402
-from prunelib.models import model_source  # noqa: E402
-from prunelib.zero_shot import (  # noqa: E402
+from prunelib import data
+from prunelib.errors import DataNotFoundError, PrunelibError
+from prunelib.eval.zero_shot import (
     TASKS,
+    ZERO_SHOT_TASKS,
     _task_config,
     arc_records,
     boolq_records,
     hellaswag_records,
+    openbookqa_records,
     parse_hellaswag,
     piqa_records,
     rte_records,
     split_context,
     winogrande_records,
-    openbookqa_records,
     zero_shot,
 )
+from prunelib.model.loading import model_source
 
 ROOT = data.data_dir()
 HAVE_DATA = ROOT is not None and all((ROOT / f).is_file() for spec in TASKS.values() for f in spec.files)
@@ -224,7 +224,7 @@ def _expected_requests(name: str, limit: int) -> list[tuple[str, str]]:
 
 @needs_data
 def test_lm_eval_requests_are_the_yaml_prompts_on_the_local_rows(no_network):
-    from prunelib.zero_shot import build_tasks
+    from prunelib.eval.zero_shot import build_tasks
 
     built, _ = build_tasks()
     for name, task in built.items():
@@ -297,7 +297,7 @@ def test_zero_shot_all_tasks_offline_and_quiet(tiny, tokenizer, no_network, capf
 
 @needs_data
 def test_zero_shot_matches_brute_force_loglikelihoods(tiny, tokenizer, no_network):
-    from prunelib.evaluate import zero_shot as public_entry_point
+    from prunelib.eval.perplexity import zero_shot as public_entry_point
 
     limit = 5
     result = public_entry_point(tiny, tokenizer, ("arc_easy", "piqa"), limit=limit, batch_size=2, quiet=True)

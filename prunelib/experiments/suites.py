@@ -1,0 +1,99 @@
+"""The book's suites: the runs and measurements each chapter renders."""
+
+from __future__ import annotations
+
+from ..core.allocate import inverse_sensitivity, owl
+from ..core.methods import METHODS
+from ..eval.zero_shot import ZERO_SHOT_TASKS
+from .measurements import outlier_result, sensitivity_result
+from .profiles import Profile, get_profile
+from .runs import Run
+
+SWEEP_SPARSITIES = tuple(round(0.1 * i, 1) for i in range(1, 9))
+
+
+def sweep_suite(profile: Profile | str | None = None) -> list[Run]:
+    """Chapter 6: dense, then 10% ... 80% unstructured, 2:4 and 4:8 for every method. The dense,
+    50% and 2:4 runs also measure zero-shot accuracy on every task (the profile's ``zero_shot_limit``)."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    accuracy = dict(zero_shot=ZERO_SHOT_TASKS, zero_shot_limit=profile.zero_shot_limit)
+    runs = [Run.from_profile(profile, **accuracy)]
+    for method in METHODS:
+        runs += [Run.from_profile(profile, method=method, sparsity=s, **(accuracy if s == 0.5 else {}))
+                 for s in SWEEP_SPARSITIES]
+        runs += [Run.from_profile(profile, method=method, nm=nm, **(accuracy if nm == "2:4" else {}))
+                 for nm in ("2:4", "4:8")]
+    return runs
+
+
+ALLOCATION_TARGETS = (0.5, 0.6, 0.7)
+#: clip range of the inverse-sensitivity rule around the target, and OWL's (M, lambda) (the OWL paper's defaults)
+INVERSE_SPREAD = 0.1
+OWL_M, OWL_LAMBDA = 5.0, 0.08
+
+
+def allocation_suite(profile: Profile | str | None = None, *, quiet: bool = False) -> list[Run]:
+    """Chapter 7: uniform, inverse-sensitivity and OWL per-block sparsity for Wanda and SparseGPT
+    at 50%, 60% and 70%. Computes (or reads) the block sensitivities and outlier ratios first."""
+    outliers = outlier_result(profile, m=OWL_M, quiet=quiet)
+    uniform = {(spec.method, spec.sparsity): spec for spec in sweep_suite(profile) if spec.nm is None}
+    runs = []
+    for method in ("wanda", "sparsegpt"):
+        sensitivity = sensitivity_result(profile, method=method, units="block", quiet=quiet)
+        increase = [sensitivity["increase"][str(b)] for b in range(len(sensitivity["block_parameters"]))]
+        weights = sensitivity["block_parameters"]
+        for target in ALLOCATION_TARGETS:
+            runs.append(uniform[method, target])  # the sweep's run, so its result is shared
+            inverse = inverse_sensitivity(increase, target, weights, low=target - INVERSE_SPREAD,
+                                          high=target + INVERSE_SPREAD)
+            runs.append(Run.from_profile(profile, method=method, sparsity=target, block_sparsity=tuple(inverse),
+                                         label="inverse-sensitivity"))
+            runs.append(Run.from_profile(profile, method=method, sparsity=target,
+                                         block_sparsity=tuple(owl(outliers["ratios"], target, weights, lam=OWL_LAMBDA)),
+                                         label="owl"))
+    return runs
+
+
+#: chapter 7's measurements besides runs: (method, units) of the sensitivities, and OWL's outlier ratios
+SENSITIVITIES = (("wanda", "block"), ("sparsegpt", "block"), ("wanda", "type"), ("wanda", "linear"))
+
+
+def sensitivity_suite(profile: Profile | str | None = None, *, only_stored: bool = False,
+                      quiet: bool = False) -> dict[str, dict | None]:
+    """Chapter 7's sensitivities (:data:`SENSITIVITIES`) and outlier ratios, computed where missing
+    (or None with ``only_stored``), keyed ``"sensitivity-<method>-<units>"`` and ``"outliers"``."""
+    results = {f"sensitivity-{method}-{units}": sensitivity_result(profile, method=method, units=units, quiet=quiet,
+                                                                  only_stored=only_stored)
+               for method, units in SENSITIVITIES}
+    results["outliers"] = outlier_result(profile, m=OWL_M, quiet=quiet, only_stored=only_stored)
+    return results
+
+
+#: chapter 8's group size: divides SmolLM2's 576 and 1536 inputs and every 7B model's
+QUANT_GROUP = 64
+
+
+def quantization_suite(profile: Profile | str | None = None) -> list[Run]:
+    """Chapter 8: float16 storage, INT8 and INT4 (RTN and GPTQ), and quantization stacked on 50%
+    and 2:4 pruning (GPTQ with the mask fixed, and SparseGPT's joint mode), every run stored as a
+    compact file whose bytes are measured."""
+    p, int4 = profile, f"int4-g{QUANT_GROUP}"
+    return [
+        Run.from_profile(p, compact=True),
+        Run.from_profile(p, method="wanda", sparsity=0.5, compact=True),
+        Run.from_profile(p, method="wanda", nm="2:4", compact=True),
+        Run.from_profile(p, quantize="int8", quant_method="rtn"),
+        Run.from_profile(p, quantize="int8", quant_method="gptq"),
+        Run.from_profile(p, quantize=int4, quant_method="rtn"),
+        Run.from_profile(p, quantize=int4, quant_method="gptq"),
+        Run.from_profile(p, method="wanda", sparsity=0.5, quantize=int4, quant_method="rtn"),
+        Run.from_profile(p, method="wanda", sparsity=0.5, quantize=int4, quant_method="gptq"),
+        Run.from_profile(p, method="sparsegpt", sparsity=0.5, quantize=int4, quant_method="gptq"),
+        Run.from_profile(p, method="sparsegpt", sparsity=0.5, quantize=int4, quant_method="joint"),
+        Run.from_profile(p, method="wanda", nm="2:4", quantize="int8", quant_method="gptq"),
+        Run.from_profile(p, method="sparsegpt", nm="2:4", quantize="int8", quant_method="gptq"),
+    ]
+
+
+SUITES = {"sweep": sweep_suite, "sensitivity": sensitivity_suite, "allocation": allocation_suite,
+          "quantization": quantization_suite}

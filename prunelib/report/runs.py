@@ -1,0 +1,168 @@
+"""Tables and figures of the experiment suites, rendered from stored results.
+
+Chapter 6 (and the book's summary) show the sweep as a table and a quality-versus-sparsity plot,
+and zero-shot accuracy as a table. Everything here reads records of :mod:`prunelib.experiments`
+and never computes one: a run that has not been computed yet shows as ``pending``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from ..core.methods import METHODS
+from ..eval.zero_shot import TASKS, ZERO_SHOT_TASKS
+from ..experiments.runs import Run, stored
+from ..experiments.suites import SWEEP_SPARSITIES
+
+LABELS = {"dense": "dense", **{name: method.label for name, method in METHODS.items()}}
+PENDING = "pending"
+#: the metric reported per task, and the tables' short names (defined with each task)
+PREFERRED = {name: task.metric for name, task in TASKS.items()}
+SHORT = {name: task.short for name, task in TASKS.items()}
+
+
+def lookup(specs: Iterable[Run], root: Path | str) -> dict[Run, dict | None]:
+    """Each spec's stored record (None where it is still to be computed), in order."""
+    return {spec: stored(spec, root=root) for spec in specs}
+
+
+def column(spec: Run) -> str:
+    """Where a run goes in the sweep: ``"dense"``, ``"10%"`` ... ``"80%"``, ``"2:4"``, ``"4:8"``."""
+    if spec.method == "dense":
+        return "dense"
+    return spec.nm if spec.nm else f"{round(100 * spec.sparsity)}%"
+
+
+def sweep_grid(records: Mapping[Run, dict | None]) -> dict[str, dict[str, dict | None]]:
+    """``{method: {column: record or None}}`` for the uniform runs (per-block allocations are skipped)."""
+    grid: dict[str, dict[str, dict | None]] = {}
+    for spec, record in records.items():
+        if spec.block_sparsity is None and not spec.permute:
+            grid.setdefault(spec.method, {})[column(spec)] = record
+    return grid
+
+
+def _ppl(record: dict | None) -> str:
+    if record is None:
+        return PENDING
+    ppl = record["ppl"]
+    return f"{ppl:,.0f}" if ppl >= 1e4 else f"{ppl:,.2f}"
+
+
+def _sparsity(record: dict | None) -> str:
+    return "" if record is None else format(record["sparsity"], ".4f")
+
+
+def sweep_table(records: Mapping[Run, dict | None]) -> str:
+    """Markdown: one row per sparsity (then 2:4 and 4:8), one column of perplexity per method, each
+    with the measured overall sparsity of the method's run; the dense run in the first row (its
+    measured sparsity counts the weights that are exactly zero before any pruning)."""
+    grid = sweep_grid(records)
+    methods = [m for m in grid if m != "dense"]
+    dense = grid.get("dense", {}).get("dense")
+    head = "| target | " + " | ".join(f"{LABELS[m]} ppl | {LABELS[m]} sparsity" for m in methods) + " |"
+    rows = [head, "|---|" + "---:|---:|" * len(methods),
+            "| dense (0%) | " + " | ".join(f"{_ppl(dense)} | {_sparsity(dense)}" for _ in methods) + " |"]
+    for name in [f"{round(100 * s)}%" for s in SWEEP_SPARSITIES] + ["2:4", "4:8"]:
+        cells = []
+        for method in methods:
+            record = grid[method].get(name)
+            cells.append(f"{_ppl(record)} | {_sparsity(record)}")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def sweep_curves(records: Mapping[Run, dict | None]) -> dict[str, tuple[list[float], list[float]]]:
+    """``{method: (measured sparsities, perplexities)}`` of the computed unstructured runs, dense first."""
+    grid = sweep_grid(records)
+    dense = grid.get("dense", {}).get("dense")
+    curves = {}
+    for method, runs in grid.items():
+        if method == "dense":
+            continue
+        points = [(dense["sparsity"], dense["ppl"])] if dense else []
+        points += [(r["sparsity"], r["ppl"]) for name, r in runs.items() if name.endswith("%") and r is not None]
+        points.sort()
+        curves[method] = ([s for s, _ in points], [p for _, p in points])
+    return curves
+
+
+def plot_sweep(records: Mapping[Run, dict | None], ax=None):
+    """Perplexity (log scale) against measured sparsity, one line per method; 2:4 and 4:8 as open
+    markers at their sparsity (0.5); the dense perplexity as a dotted line. Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(8, 5))[1]
+    grid = sweep_grid(records)
+    dense = grid.get("dense", {}).get("dense")
+    for method, (x, y) in sweep_curves(records).items():
+        line, = ax.plot(x, y, marker="o", label=LABELS[method])
+        for pattern, marker, shift in (("2:4", "s", 0.012), ("4:8", "^", -0.012)):
+            record = grid[method].get(pattern)
+            if record is not None:
+                ax.plot(record["sparsity"] + shift, record["ppl"], marker=marker, linestyle="none",
+                        markerfacecolor="none", color=line.get_color(), markersize=9,
+                        label=f"{LABELS[method]} {pattern}")
+    if dense:
+        ax.axhline(dense["ppl"], color="gray", linestyle=":", linewidth=1, label="dense")
+    ax.set_yscale("log")
+    ax.set_xlabel("sparsity of the prunable linears (measured)")
+    ax.set_ylabel("WikiText-2 perplexity (log scale)")
+    ax.legend(fontsize=8, ncol=2)
+    return ax
+
+
+def preferred_score(task_result: dict, task: str) -> tuple[float, float]:
+    """(value, standard error) of the task's :data:`PREFERRED` metric."""
+    metric = PREFERRED[task]
+    return task_result[metric], task_result[f"{metric}_stderr"]
+
+
+def zero_shot_rows(records: Mapping[Run, dict | None], tasks: Iterable[str] = ZERO_SHOT_TASKS) -> list[dict]:
+    """One row per run that measured zero-shot accuracy: ``{"spec", "record", "scores": {task: (value,
+    stderr)}, "mean": (value, stderr)}``, with ``record`` None (and no scores) while pending. The
+    mean is over tasks; its standard error assumes independent tasks, ``sqrt(sum se^2) / k``."""
+    tasks = list(tasks)
+    rows = []
+    for spec, record in records.items():
+        if not spec.zero_shot:
+            continue
+        row = {"spec": spec, "record": record, "scores": {}, "mean": None}
+        if record is not None:
+            results = record["zero_shot"]["tasks"]
+            row["scores"] = {t: preferred_score(results[t], t) for t in tasks if t in results}
+            if len(row["scores"]) == len(tasks):
+                values = [v for v, _ in row["scores"].values()]
+                errors = [e for _, e in row["scores"].values()]
+                row["mean"] = (sum(values) / len(values), math.sqrt(sum(e * e for e in errors)) / len(errors))
+        rows.append(row)
+    return rows
+
+
+def run_label(spec: Run) -> str:
+    """``dense``, ``Wanda 50%``, ``SparseGPT 2:4``, ..."""
+    return "dense" if spec.method == "dense" else f"{LABELS[spec.method]} {column(spec)}"
+
+
+def zero_shot_table(records: Mapping[Run, dict | None], tasks: Iterable[str] = ZERO_SHOT_TASKS) -> str:
+    """Markdown: one row per zero-shot run (perplexity, each task's preferred metric, the mean ± its
+    standard error), a first row with chance level, and a header naming each task's metric."""
+    tasks = list(tasks)
+    rows = zero_shot_rows(records, tasks)
+    done = [row for row in rows if row["record"] is not None]
+    head = "| model | ppl | " + " | ".join(f"{SHORT[t]} ({PREFERRED[t]})" for t in tasks) + " | mean |"
+    lines = [head, "|---|---:|" + "---:|" * (len(tasks) + 1)]
+    if done:
+        chance = {t: done[0]["record"]["zero_shot"]["tasks"][t]["chance"] for t in tasks}
+        lines.append("| chance | | " + " | ".join(f"{chance[t]:.3f}" for t in tasks)
+                     + f" | {sum(chance.values()) / len(tasks):.3f} |")
+    for row in rows:
+        if row["record"] is None:
+            lines.append(f"| {run_label(row['spec'])} | {PENDING} | " + " | ".join("" for _ in tasks) + " | |")
+            continue
+        cells = [f"{row['scores'][t][0]:.3f}" if t in row["scores"] else "-" for t in tasks]
+        mean = f"{row['mean'][0]:.3f} ± {row['mean'][1]:.3f}" if row["mean"] else "-"
+        lines.append(f"| {run_label(row['spec'])} | {_ppl(row['record'])} | " + " | ".join(cells) + f" | {mean} |")
+    return "\n".join(lines) + "\n"
