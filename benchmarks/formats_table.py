@@ -5,7 +5,7 @@ pruned by magnitude at 0%, 30%, 50%, 70% and 90% with ``group="row"``, so that e
 matrix has exactly ``floor(cols * sparsity)`` zeros, and at 2:4. Values are cast to float16
 after pruning, every matrix is encoded in every format that applies (the N:M format only for
 2:4), decoded and compared with ``torch.equal``, and the measured bytes are checked against
-the closed forms of :mod:`prunelib.formats`. Writes ``results/formats/storage.json`` and
+the closed forms of :mod:`prunelib.storage.formats`. Writes ``results/formats/storage.json`` and
 ``storage.md``; an existing JSON is reused (only the table is rebuilt) unless ``--force``.
 
     python benchmarks/formats_table.py          # about a minute on one CPU core
@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "results" / "formats"
 MODEL = "smollm2-135m"
-#: pattern label -> options of prunelib.methods.magnitude
+#: pattern label -> options of prunelib.core.magnitude
 PATTERNS = {
     "0%": {"sparsity": 0.0},
     "30%": {"sparsity": 0.3},
@@ -76,7 +76,7 @@ def measure() -> dict:
     ]
     return {
         "description": "bytes of the prunable linear weights in each storage format, values in float16",
-        "pruning": "prunelib.methods.magnitude on the float32 weights, group='row' for the unstructured "
+        "pruning": "prunelib.core.magnitude on the float32 weights, group='row' for the unstructured "
         "sparsities (exactly floor(cols * s) zeros per row), N:M for 2:4; then cast to float16",
         "value_dtype": "float16",
         "zeros_before_pruning": zeros,

@@ -6,7 +6,7 @@ separates one candidate cause, overfitting the C4 calibration Hessian: for a few
 it quantizes every linear with round-to-nearest, GPTQ and GPTQ with act-order (Hessians from the
 ``cpu`` profile's C4 calibration windows), and measures the relative output error
 
-    ||W X - W' X||^2 / ||W X||^2   (prunelib.hessian.relative_error)
+    ||W X - W' X||^2 / ||W X||^2   (prunelib.core.hessian.relative_error)
 
 on the calibration inputs and on held-out WikiText-2 **validation** inputs of the same block, the
 latter also without each window's first position, where the massive activations sit and may

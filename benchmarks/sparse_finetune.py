@@ -6,11 +6,11 @@ value is read from the experiment suite's dense run when stored), trains
 on C4 windows drawn with another seed (``--train-seed``, never the evaluation text) with the
 sparsity kept, and measures again. Runs:
 
-- ``<method>-<pattern>-full``: every weight of the model trains; :class:`prunelib.finetune.SparsityKeeper`
+- ``<method>-<pattern>-full``: every weight of the model trains; :class:`prunelib.model.finetune.SparsityKeeper`
   keeps the pruned ones at zero;
 - ``<method>-<pattern>-lora``: masked LoRA adapters on every linear, merged sparse at the end;
 - ``magnitude-50-oneshot`` and ``magnitude-50-iterative``: the same training budget spent after
-  one-shot pruning, or spread over the four steps of :func:`prunelib.iterative.iterative_prune`;
+  one-shot pruning, or spread over the four steps of :func:`prunelib.model.iterative.iterative_prune`;
 - ``dense-full``: the control, the same full training on the unpruned model, which tells how much
   of a "recovery" is the model adapting to the training text rather than to its pruning.
 

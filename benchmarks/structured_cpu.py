@@ -24,7 +24,7 @@ OUT = ROOT / "results" / "structured"
 MODELS = ROOT / ".cache" / "structured"
 
 #: run name -> what it does. "channels": physical removal; "mask": zero structures in place;
-#: "prune": prunelib.prune.prune_model (unstructured / N:M, optionally permuted).
+#: "prune": prunelib.model.prune.prune_model (unstructured / N:M, optionally permuted).
 RUNS = {
     "dense": {"kind": "dense"},
     "mlp-25": {"kind": "channels", "mlp": 0.25},

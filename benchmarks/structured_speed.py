@@ -2,7 +2,7 @@
 
 1. Models: reload each physically pruned model saved by ``benchmarks/structured_cpu.py``
    (``.cache/structured/<run>/``) with ``from_pretrained`` and measure prefill and decode
-   tokens/s (:func:`prunelib.speed.throughput`, batch 1, greedy, KV cache).
+   tokens/s (:func:`prunelib.eval.speed.generation.throughput`, batch 1, greedy, KV cache).
 2. Matrices: ``y = W x`` at the embedded model's MLP shapes for one token (decode) and 512
    tokens (prefill), for each way 50% of a matrix can be removed: half the rows or half the
    columns (a smaller dense matrix), half the 64 x 64 blocks (``torch`` BSR kernel), and

@@ -1,15 +1,15 @@
 """Cost of the block-by-block calibration walk, before and after the capture rewrite.
 
-Commit c33ea1b rewrote :func:`prunelib.walk.capture_block_inputs`. Before (a1b5076) it ran the
+Commit c33ea1b rewrote :func:`prunelib.model.walk.capture_block_inputs`. Before (a1b5076) it ran the
 model until block 0 and recorded block 0's arguments, which were then replayed to every block;
 after, every block is replaced by a stub that records that block's own arguments (shared tensors
 by reference) and skips the block. This script measures, for each model and each source tree:
 
 * ``forward``   one plain forward pass over the calibration set (``model(batch, use_cache=False)``
   per batch of 1, under ``torch.no_grad``), the yardstick;
-* ``capture``   ``prunelib.walk.capture_block_inputs`` alone;
-* ``walk``      ``prunelib.walk.sequential(model, batches, None)``, the walk with no visit;
-* ``wanda``     ``prunelib.prune.prune_model(model, calib, method="wanda", sparsity=0.5)``;
+* ``capture``   ``prunelib.model.walk.capture_block_inputs`` alone;
+* ``walk``      ``prunelib.model.walk.sequential(model, batches, None)``, the walk with no visit;
+* ``wanda``     ``prunelib.model.prune.prune_model(model, calib, method="wanda", sparsity=0.5)``;
 * ``sparsegpt`` the same with ``method="sparsegpt"``.
 
 Each measurement runs in a fresh subprocess with ``PYTHONPATH=<tree>`` (the tree's
@@ -301,7 +301,7 @@ def run_all(args) -> dict:
     for label, tree in args.tree:
         tree = tree.resolve()
         if not (tree / "prunelib" / "walk.py").is_file():
-            print(f"skip tree {label}: {tree} has no prunelib/walk.py", file=sys.stderr)
+            print(f"skip tree {label}: {tree} has no prunelib/model/walk.py", file=sys.stderr)
             continue
         commit = _git(tree, "rev-parse", "HEAD")
         dirty = _git(tree, "status", "--porcelain", "--", "prunelib")

@@ -88,3 +88,14 @@ def test_offline_without_local_copy_gives_one_clear_error(monkeypatch, tmp_path)
     for load in (lambda: data.wikitext2("test"), data.c4_documents):
         with pytest.raises(DataNotFoundError, match=f"{data.ENV_VAR}.*shared/data/README.md"):
             load()
+
+
+def test_the_default_data_directory_is_found_from_any_working_directory(tmp_path, monkeypatch):
+    from prunelib.data import REPO_ROOT, data_dir
+
+    shared = REPO_ROOT.parent / "shared" / "data"
+    if not shared.is_dir():
+        pytest.skip("this checkout has no ../shared/data")
+    monkeypatch.delenv("PRUNELIB_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert (REPO_ROOT / "pyproject.toml").is_file() and data_dir() == shared

@@ -3,6 +3,7 @@
 import contextlib
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -242,3 +243,184 @@ def test_sensitivity_and_outliers_are_cached_on_the_embedded_model(tmp_path):
     assert again["cached"] and again["ppl"] == first["ppl"]
     outliers = measurements.outlier_result("ci", root=tmp_path, quiet=True)
     assert len(outliers["ratios"]) == 30 and all(0 <= r < 1 for r in outliers["ratios"])
+
+
+# ---- a cache that cannot lie: code hashes, stale records, exclusive claims, the results root ----
+
+
+def _record_as_if_made_by(spec: Run, root, code):
+    record = json.loads(spec.path(root).read_text())
+    if code is None:
+        record.pop("code")  # written before code hashes existed
+    else:
+        record["code"] = code
+    spec.path(root).write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("older", ["0123456789ab", None])
+def test_a_record_computed_by_other_code_is_stale_recomputed_and_read_as_stale(tmp_path, counted, older):
+    spec = Run(method="wanda", sparsity=0.5)
+    runs.run(spec, root=tmp_path)
+    assert json.loads(spec.path(tmp_path).read_text())["code"] == spec.code
+    _record_as_if_made_by(spec, tmp_path, older)
+    read = runs.stored(spec, root=tmp_path)  # reading never computes, and says what it read
+    assert read["stale"] and read["ppl"] == 1.0 and len(counted) == 1
+    assert cache.state(spec.path(tmp_path), spec.definition(), spec.code) == "stale"
+    fresh = runs.run(spec, root=tmp_path)
+    assert not fresh["cached"] and "stale" not in fresh and fresh["ppl"] == 2.0 and len(counted) == 2
+    assert "stale" not in runs.stored(spec, root=tmp_path)
+
+
+def test_listing_marks_stale_runs(tmp_path, monkeypatch, capsys, counted):
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path))
+    spec = suites.sweep_suite("ci")[3]
+    runs.run(spec, root=runs.profile_root("ci"))
+    _record_as_if_made_by(spec, runs.profile_root("ci"), "0123456789ab")
+    assert main(["experiments", "--profile", "ci", "--suite", "sweep", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines].count("stale") == 1 and lines[3].startswith("stale")
+    assert lines[3].endswith(spec.path(runs.profile_root("ci")).name)
+
+
+def test_the_code_hash_follows_code_not_its_documentation(tmp_path):
+    from prunelib.experiments.code import _module_digest
+
+    versions = {
+        "base": '"""Module."""\n\ndef f(x):\n    """Add one."""\n    return x + 1\n',
+        "documented": '"""Another text."""\n\n\ndef f(x):  # a comment\n    """Add 1 to x."""\n    return x + 1\n',
+        "changed": '"""Module."""\n\ndef f(x):\n    """Add one."""\n    return x + 2\n',
+    }
+    digests = {}
+    for name, text in versions.items():
+        path = tmp_path / f"{name}.py"
+        path.write_text(text)
+        digests[name] = _module_digest(path, 0)
+    assert digests["base"] == digests["documented"] != digests["changed"]
+
+
+def test_a_changed_module_invalidates_exactly_the_runs_that_execute_it(monkeypatch):
+    from prunelib.experiments import code
+
+    specs = {"dense": Run(), "wanda": Run(method="wanda", sparsity=0.5), "sparsegpt": Run(method="sparsegpt", nm="2:4"),
+             "wanda-int4": Run(method="wanda", sparsity=0.5, quantize="int4-g64"),
+             "dense-zero-shot": Run(zero_shot=("piqa",))}
+    before = {name: spec.code for name, spec in specs.items()}
+    assert len(set(before.values())) == len(before)
+    real = code._module_digest
+
+    def edited(*parts):
+        monkeypatch.setattr(code, "_module_digest", lambda path, mtime: real(path, mtime) + (
+            "edited" if path.parts[-len(parts):] == parts else ""))
+        return {name for name, spec in specs.items() if spec.code != before[name]}
+
+    assert edited("core", "wanda.py") == {"wanda", "wanda-int4"}
+    assert edited("core", "gptq.py") == {"wanda-int4"}
+    assert edited("eval", "zero_shot.py") == {"dense-zero-shot"}
+    assert edited("model", "walk.py") == set(specs)
+    assert edited("report", "runs.py") == set()  # rendering never changes a result
+
+
+def _hold_claim(path, start_at, spans):
+    import os
+    import time
+
+    time.sleep(max(0.0, start_at - time.time()))
+    try:
+        with cache.claim(path):
+            began = time.time()
+            time.sleep(0.2)
+            with open(spans, "a") as out:
+                out.write(f"{os.getpid()} {began} {time.time()}\n")
+    except cache.Busy:
+        pass
+
+
+def test_claims_never_overlap_even_when_a_dead_workers_lock_is_left(tmp_path):
+    import multiprocessing
+    import time
+
+    path = tmp_path / "run.json"
+    Path(f"{path}.lock").write_text(str(_dead_pid()))  # left by a crashed worker: free to take, once
+    spans = tmp_path / "spans.txt"
+    context = multiprocessing.get_context("fork")
+    start_at = time.time() + 1.0
+    workers = [context.Process(target=_hold_claim, args=(path, start_at + 0.05 * (i % 3), spans)) for i in range(6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    held = sorted(tuple(map(float, line.split()[1:])) for line in spans.read_text().splitlines())
+    assert held and all(end <= next_start for (_, end), (next_start, _) in zip(held, held[1:]))
+    assert not Path(f"{path}.lock").exists()
+
+
+def _compute_once(path, definition, start_at, computed):
+    import time
+
+    time.sleep(max(0.0, start_at - time.time()))
+
+    def compute():
+        with open(computed, "a") as out:
+            out.write("computed\n")
+        time.sleep(0.3)
+        return {"run": definition, "ppl": 3.0}
+
+    try:
+        cache.cached(path, definition, "c0de", compute)
+    except cache.Busy:
+        pass
+
+
+def test_concurrent_workers_compute_a_result_once(tmp_path):
+    import multiprocessing
+    import time
+
+    definition = {"method": "wanda"}
+    path, computed = tmp_path / "run.json", tmp_path / "computed.txt"
+    context = multiprocessing.get_context("fork")
+    start_at = time.time() + 1.0
+    workers = [context.Process(target=_compute_once, args=(path, definition, start_at + 0.2 * i, computed))
+               for i in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    assert computed.read_text().splitlines() == ["computed"]
+    assert cache.read(path, definition, "c0de")["ppl"] == 3.0
+
+
+def test_the_results_root_is_one_setting(tmp_path, monkeypatch):
+    monkeypatch.delenv(cache.ENV_VAR, raising=False)
+    checkout = cache.results_root()
+    assert checkout.parts[-2:] == ("results", "experiments") and (checkout.parent.parent / "pyproject.toml").exists()
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "elsewhere"))
+    assert cache.results_root() == tmp_path / "elsewhere"
+    assert Run().path().parent == tmp_path / "elsewhere"
+    assert runs.profile_root("ci") == tmp_path / "elsewhere" / "ci"
+    assert cache.results_root(tmp_path / "given") == tmp_path / "given"
+
+
+@pytest.mark.slow
+def test_ray_on_a_local_two_worker_cluster_writes_the_files_of_a_serial_run(tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is the optional extra prunelib[ray]")
+    import torch
+
+    specs = [Run.from_profile("ci"), Run.from_profile("ci", method="magnitude", sparsity=0.5),
+             Run.from_profile("ci", method="wanda", nm="2:4")]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each Ray task runs (one CPU per task)
+    try:
+        serial = executors.run_all(specs, root=tmp_path / "serial", quiet=True)
+    finally:
+        torch.set_num_threads(threads)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        spread = executors.run_all(specs, root=tmp_path / "ray", executor="ray", quiet=True)
+    finally:
+        ray.shutdown()
+    names = sorted(p.name for p in (tmp_path / "serial").glob("*.json"))
+    assert names == sorted(p.name for p in (tmp_path / "ray").glob("*.json")) and len(names) == 3
+    for one, other in zip(serial, spread):
+        assert (one["name"], one["run"], one["code"]) == (other["name"], other["run"], other["code"])
+        assert one["ppl"] == other["ppl"] and one["sparsity"] == other["sparsity"]
+        assert other["threads"] == 1

@@ -1,4 +1,4 @@
-"""prunelib.speed: 2:4 eligibility (CPU logic), the random Llama builder, throughput, CSR sweep, CLI.
+"""prunelib.eval.speed: 2:4 eligibility (CPU logic), the random Llama builder, throughput, CSR sweep, CLI.
 
 Timings are never asserted (they are measured, not derived); what is asserted is the math
 around them: exact 2:4 and sparsity patterns, equal outputs, token counts, rate definitions.

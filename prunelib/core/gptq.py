@@ -3,7 +3,7 @@ r"""GPTQ (Frantar et al., 2023): quantize column by column, compensating each ro
 The same machinery as SparseGPT. Columns are fixed left to right; fixing column ``i`` to its
 quantized value ``q_i`` leaves the error ``e = (w_i - q_i) / U[i, i]``, which the OBS update
 spreads over the columns not yet fixed through row ``i`` of ``U``, the upper Cholesky factor of
-``H^{-1}`` (:func:`prunelib.hessian.inverse_cholesky_upper`):
+``H^{-1}`` (:func:`prunelib.core.hessian.inverse_cholesky_upper`):
 
 .. math::  W_{:, j} \leftarrow W_{:, j} - e\, U_{ij} \qquad (j > i).
 

@@ -5,7 +5,7 @@ For the quadratic loss ``L(dw) = 1/2 dw^T H dw`` around a row ``w``, removing we
 
     dw = -(w_q / [H^-1]_qq) H^-1 e_q,        L = w_q^2 / (2 [H^-1]_qq).
 
-SparseGPT applies this column by column; :mod:`prunelib.methods.sparsegpt` is the fast form.
+SparseGPT applies this column by column; :mod:`prunelib.core.sparsegpt` is the fast form.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@ r"""Structured pruning of one matrix: whole rows, whole columns or square blocks
 
 All scores come from the same quantity, the Wanda-style energy
 :math:`E_{ij} = W_{ij}^2 \, \|X_j\|^2` of ``weight`` ``(out, in)`` and the mean squared
-input norm per column ``norms`` ``(in,)`` (:class:`prunelib.stats.InputNormStat`).
+input norm per column ``norms`` ``(in,)`` (:class:`prunelib.core.stats.InputNormStat`).
 
 * Removing input column ``j`` changes the output by :math:`W_{:,j} x_j`, whose energy over the
   calibration tokens is exactly :math:`\|W_{:,j}\|^2 \|X_j\|^2 = \sum_i E_{ij}`.

@@ -10,7 +10,7 @@ from .masks import NM, Pruned, select_mask
 def wanda_scores(weight: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
     """``S_ij = |W_ij| * sqrt(norms_j)`` for ``weight`` ``(out, in)`` and ``norms`` ``(in,)``.
 
-    ``norms`` is :class:`prunelib.stats.InputNormStat`'s mean squared input norm per column.
+    ``norms`` is :class:`prunelib.core.stats.InputNormStat`'s mean squared input norm per column.
     It is the diagonal approximation of the OBS saliency ``w_ij^2 / [H^-1]_jj`` with
     ``H ~ diag(X X^T)``, taken as a square root.
     """

@@ -21,7 +21,7 @@ import torch
 from ..errors import DataNotFoundError, PrunelibError
 
 ENV_VAR = "PRUNELIB_DATA_DIR"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # prunelib/data/__init__.py -> the checkout
 WIKITEXT_FILES = {"test": "wikitext-2-raw/wiki.test.raw", "validation": "wikitext-2-raw/wiki.valid.raw"}
 C4_FILE = "c4/c4-sample.00000-of-00001.json.gz"
 #: The C4 shard the reference implementations calibrate on, used when no local copy exists.

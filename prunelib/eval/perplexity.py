@@ -51,11 +51,3 @@ def perplexity(
         "seqlen": seqlen,
         "eval_seconds": time.perf_counter() - start,
     }
-
-
-def zero_shot(model, tokenizer, tasks=None, **options) -> dict:
-    """Zero-shot accuracy (acc, acc_norm, stderr, chance per task) with lm-eval on the in-memory model;
-    the tasks read the local data files. See :func:`prunelib.zero_shot.zero_shot` for the options."""
-    from .zero_shot import zero_shot as _zero_shot  # imports lm-eval, an optional extra
-
-    return _zero_shot(model, tokenizer, *([tasks] if tasks is not None else []), **options)

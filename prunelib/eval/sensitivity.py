@@ -33,7 +33,7 @@ def collect_statistics(
     device: torch.device | str | None = None, quiet: bool = False,
 ) -> dict[str, object]:
     """Input statistics (``"norms"`` or ``"hessian"``) of every prunable linear of the *dense*
-    model, keyed ``"<block>.<linear>"`` like :func:`prunelib.models.prunable_linears`."""
+    model, keyed ``"<block>.<linear>"`` like :func:`prunelib.model.architecture.prunable_linears`."""
     found: dict[str, object] = {}
 
     def visit(index, block, forward):

@@ -1,9 +1,9 @@
 """Quantize every prunable linear of a model in place, keeping its pruned zeros.
 
-``rtn`` needs no data. ``gptq`` walks the blocks in order like :func:`prunelib.prune.prune_model`:
+``rtn`` needs no data. ``gptq`` walks the blocks in order like :func:`prunelib.model.prune.prune_model`:
 each block's Hessians come from the outputs of the blocks before it, already quantized, so
 later blocks compensate what earlier ones lost. In both, a weight that is exactly zero (pruned)
-is fixed at zero: :func:`prunelib.quantize.rtn` maps it to code 0, :func:`prunelib.methods.gptq`
+is fixed at zero: :func:`prunelib.core.quantize.rtn` maps it to code 0, :func:`prunelib.core.gptq`
 takes the zeros as its mask.
 """
 
@@ -85,11 +85,11 @@ def quantize_model(
     """Quantize every linear inside the decoder blocks of ``model`` in place.
 
     ``method`` is ``"rtn"`` (no data) or ``"gptq"`` (needs ``calibration``, an ``(nsamples,
-    seqlen)`` LongTensor; ``options`` go to :func:`prunelib.methods.gptq`: ``act_order``,
+    seqlen)`` LongTensor; ``options`` go to :func:`prunelib.core.gptq`: ``act_order``,
     ``blocksize``, ``percdamp``). Returns ``(report, quantized)``: the report
     ``{"quantize_seconds", "spec", "method", "zeros_kept", "unrouted"}`` (MoE experts that no calibration
     token reached; GPTQ has no Hessian for them, so they are rounded to nearest) and ``{"<block>.<linear>": Quantized}``
-    with every linear's int8 codes and scales, which :mod:`prunelib.compact` stores.
+    with every linear's int8 codes and scales, which :mod:`prunelib.storage.compact` stores.
     """
     spec = QuantSpec.parse(spec)
     if method not in QUANT_METHODS or QUANT_METHODS[method].joint:

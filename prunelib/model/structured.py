@@ -6,15 +6,15 @@ widths; a per-block list of widths would need a config that transformers cannot 
 
 * MLP channel ``c`` of a block is row ``c`` of the up (and gate) projection and column ``c``
   of the down projection; it is scored by the down projection's column score
-  (:func:`prunelib.methods.structured.column_scores`, the exact output energy it carries).
+  (:func:`prunelib.core.structured.column_scores`, the exact output energy it carries).
 * Attention head ``h`` is ``head_dim`` rows of q (and, for a whole KV group, of k and v) and
   the matching columns of o; it is scored by o's column scores summed over the head. With
   grouped-query attention, ``heads_mode="query"`` removes the same number of query heads
   from every KV group (the grouping stays valid); ``"group"`` removes whole KV groups.
 * ``refit=True`` re-solves the consumer (down / o projection) by least squares on the
-  calibration Hessian of its inputs (:func:`prunelib.methods.structured.refit_columns`).
+  calibration Hessian of its inputs (:func:`prunelib.core.structured.refit_columns`).
 
-Blocks are visited in order over calibration data (:func:`prunelib.walk.sequential`), so
+Blocks are visited in order over calibration data (:func:`prunelib.model.walk.sequential`), so
 block ``b``'s statistics come from the already pruned blocks ``< b``.
 """
 

@@ -16,7 +16,7 @@ The stub assumes what every tested family does: the arguments of block ``i`` oth
 hidden states do not depend on the outputs of earlier blocks. ``tests/test_walk.py`` checks,
 for every family, that the replay of an unchanged model equals a plain forward pass.
 
-This module knows nothing about pruning methods; :mod:`prunelib.prune` supplies the visit.
+This module knows nothing about pruning methods; :mod:`prunelib.model.prune` supplies the visit.
 """
 
 from __future__ import annotations
@@ -268,7 +268,7 @@ class InputStatistics:
     Linears that receive the very same input tensor in one forward pass of the block
     (q/k/v, gate/up) share one statistic object, so a Hessian is accumulated once per input,
     not once per layer. An expert (an ``nn.Linear`` inside an experts list, or an
-    :class:`~prunelib.architecture.ExpertWeight` of a fused layout) sees only the tokens the
+    :class:`~prunelib.model.architecture.ExpertWeight` of a fused layout) sees only the tokens the
     router sends it, so its statistic is computed from exactly those; an expert that receives no
     token has no entry. Use as a context manager around ``forward()``::
 

@@ -1,7 +1,7 @@
 """A whole pruned (and quantized) model in one compact file that reloads exactly.
 
 ``save_compact(model, directory)`` writes ``config.json`` (the model's own) and
-``model.compact.safetensors`` (:func:`prunelib.packing.save`): every prunable linear in a sparse
+``model.compact.safetensors`` (:func:`prunelib.storage.packing.save`): every prunable linear in a sparse
 layout (``bitmask``, ``nm``, ``csr`` or ``dense``), its values packed integer codes with float16
 scales when the model was quantized, float16 otherwise; all other tensors (embeddings, norms,
 LM head, biases) as float16. ``load_compact(directory)`` builds the model from the config and
@@ -54,7 +54,7 @@ def save_compact(
     bits: int | None = None,
     verify: bool = False,
 ) -> dict:
-    """Write ``model`` to ``directory``; ``quantized`` (from :func:`prunelib.quantize_model.quantize_model`
+    """Write ``model`` to ``directory``; ``quantized`` (from :func:`prunelib.model.quantize.quantize_model`
     or SparseGPT's joint mode) holds the codes and scales of the quantized linears, packed in
     ``bits`` each (default: the fewest that hold each linear's codes). With ``verify`` the file is
     loaded back and every tensor compared with ``model``'s; a difference raises. Returns
@@ -111,7 +111,7 @@ def load_compact(directory: str | Path, dtype: torch.dtype = torch.float32) -> n
 
     directory = Path(directory)
     if not (directory / FILE).is_file():
-        raise PrunelibError(f"{directory} has no {FILE}; write one with prunelib.compact.save_compact")
+        raise PrunelibError(f"{directory} has no {FILE}; write one with prunelib.storage.compact.save_compact")
     config = transformers.AutoConfig.from_pretrained(directory)
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
     matrices, extra, meta = packing.load(directory / FILE)

@@ -50,7 +50,7 @@ _UINT16 = getattr(torch, "uint16", None)
 #: largest M of an N:M pattern: positions then fit in 4 bits.
 MAX_M = 16
 #: safetensors metadata key holding the layout (format and options of every matrix).
-METADATA_KEY = "prunelib.formats"
+METADATA_KEY = "prunelib.storage.formats"
 
 
 # --- pure arithmetic: dtypes and closed-form byte counts ------------------------------------
@@ -512,7 +512,7 @@ def storage_report(
 def save(path: str | Path, encoded: Mapping[str, SparseFormat]) -> None:
     """Write encoded matrices to one safetensors file.
 
-    Tensor ``<name>.<field>`` holds each field; the file's metadata key ``prunelib.formats``
+    Tensor ``<name>.<field>`` holds each field; the file's metadata key ``prunelib.storage.formats``
     is JSON ``{name: {"format": ..., "shape": [rows, cols], ...options}}``.
     """
     from safetensors.torch import save_file
@@ -537,7 +537,7 @@ def load(path: str | Path, device: str = "cpu") -> dict[str, SparseFormat]:
     with safe_open(str(path), framework="pt", device=device) as file:
         metadata = file.metadata() or {}
         if METADATA_KEY not in metadata:
-            raise PrunelibError(f"{path} has no '{METADATA_KEY}' metadata; it was not written by prunelib.formats.save")
+            raise PrunelibError(f"{path} has no '{METADATA_KEY}' metadata; it was not written by prunelib.storage.formats.save")
         layout = json.loads(metadata[METADATA_KEY])
         stored = set(file.keys())
         encoded = {}

@@ -1,17 +1,17 @@
 """Quantized sparse matrices in real storage: integer codes packed ``bits`` each, float16 scales,
-and the sparsity metadata of a :mod:`prunelib.formats` layout.
+and the sparsity metadata of a :mod:`prunelib.storage.formats` layout.
 
-A :class:`QuantizedMatrix` stores the int8 code matrix of :mod:`prunelib.quantize` in one of
+A :class:`QuantizedMatrix` stores the int8 code matrix of :mod:`prunelib.core.quantize` in one of
 the sparse layouts (``dense``, ``bitmask``, ``csr``, ``nm``), then replaces that layout's
 ``values`` (the codes of the stored entries) by a packed stream: code ``q`` is written as the
-unsigned ``q + 2^(bits-1)`` in ``bits`` bits (:func:`prunelib.formats.pack_uints`), so INT4
+unsigned ``q + 2^(bits-1)`` in ``bits`` bits (:func:`prunelib.storage.formats.pack_uints`), so INT4
 codes go two to a byte. The layout's metadata (bitmask, column indices, N:M positions) is kept
 as it is. Bytes, with ``S`` stored codes and ``G`` scales per row:
 
     ``ceil(S * bits / 8) + metadata(layout) + rows * G * 2``
 
 ``decode`` gives back the exact dequantized matrix ``codes * scales`` (scales are float16
-values, see :func:`prunelib.quantize.group_scales`).
+values, see :func:`prunelib.core.quantize.group_scales`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from ..errors import PrunelibError
 from .formats import FORMATS, SparseFormat, format_class, pack_uints, unpack_uints
 
 #: safetensors metadata key holding the layout of every packed matrix.
-METADATA_KEY = "prunelib.packing"
+METADATA_KEY = "prunelib.storage.packing"
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,7 +58,7 @@ class QuantizedMatrix:
             raise PrunelibError(f"scales {tuple(scales.shape)} do not fit codes {tuple(codes.shape)}")
         half = scales.half()
         if not torch.equal(half.float(), scales.float()):
-            raise PrunelibError("scales must be float16 values (use prunelib.quantize.group_scales)")
+            raise PrunelibError("scales must be float16 values (use prunelib.core.quantize.group_scales)")
         encoded = format_class(layout).encode(codes, **options)
         state = encoded.state_dict()
         values = state.pop("values")
@@ -126,8 +126,8 @@ Stored = SparseFormat | QuantizedMatrix
 def save(path: str | Path, matrices: Mapping[str, Stored], extra: Mapping[str, torch.Tensor] | None = None,
          metadata: Mapping[str, str] | None = None) -> None:
     """One safetensors file: tensor ``<name>.<field>`` for every field of every matrix (packed
-    quantized or a plain :mod:`prunelib.formats` layout), ``extra`` tensors under their own names,
-    and the layouts as JSON under the metadata key ``prunelib.packing``."""
+    quantized or a plain :mod:`prunelib.storage.formats` layout), ``extra`` tensors under their own names,
+    and the layouts as JSON under the metadata key ``prunelib.storage.packing``."""
     from safetensors.torch import save_file
 
     tensors, layout = {}, {}
@@ -150,7 +150,7 @@ def load(path: str | Path) -> tuple[dict[str, Stored], dict[str, torch.Tensor], 
     with safe_open(str(path), framework="pt", device="cpu") as file:
         metadata = dict(file.metadata() or {})
         if METADATA_KEY not in metadata:
-            raise PrunelibError(f"{path} has no '{METADATA_KEY}' metadata; it was not written by prunelib.packing.save")
+            raise PrunelibError(f"{path} has no '{METADATA_KEY}' metadata; it was not written by prunelib.storage.packing.save")
         layout = json.loads(metadata.pop(METADATA_KEY))
         tensors = {key: file.get_tensor(key) for key in file.keys()}
     matrices = {}

@@ -30,7 +30,7 @@ CSR_TOKENS = (1, 512)
 
 def sparse_valued_weight(out_features: int, in_features: int, sparsity: float, seed: int = 0) -> torch.Tensor:
     """Random normal float32 ``(out_features, in_features)`` with ``floor(in_features * sparsity)`` zeros in
-    every row, placed by :func:`prunelib.masks.unstructured_mask` on random scores (row groups)."""
+    every row, placed by :func:`prunelib.core.masks.unstructured_mask` on random scores (row groups)."""
     check_sparsity(sparsity)
     generator = torch.Generator().manual_seed(seed)
     weight = torch.randn(out_features, in_features, generator=generator)

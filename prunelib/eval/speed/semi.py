@@ -103,7 +103,7 @@ def weight_problem(weight: torch.Tensor, backend: str = "cusparselt", dtype: tor
 
 
 def qualifying_linears(model: nn.Module, dtype: torch.dtype | None = None, backend: str = "cusparselt") -> dict[str, str | None]:
-    """Every linear of the decoder blocks (named as in :func:`prunelib.models.prunable_linears`)
+    """Every linear of the decoder blocks (named as in :func:`prunelib.model.architecture.prunable_linears`)
     mapped to the reason it cannot be converted to ``backend``, or None when it can.
 
     ``dtype`` is the dtype the weights will have when converted; None means each weight's own.
@@ -181,7 +181,7 @@ def convert_to_semi_structured(model: nn.Module, backend: str = "cusparselt", st
     """Swap, in place, the weight of every qualifying block linear for its 2:4 compressed form.
 
     The model must be on a CUDA device of compute capability >= 8.0 in float16/bfloat16, with
-    2:4 weights (e.g. :func:`prunelib.masks.nm_mask` applied). Linears that do not qualify stay
+    2:4 weights (e.g. :func:`prunelib.core.masks.nm_mask` applied). Linears that do not qualify stay
     dense, unless ``strict``, which refuses the whole model. Returns the converted names.
     Converted weights do not take gradients: this is for inference.
     """
