@@ -102,6 +102,28 @@ def _count_tensor_refs(obj, depth: int = 0) -> int:
     return 0
 
 
+#: where each name lives in the layered tree, and in trees from before the layers (the old trees
+#: this script compares had flat modules)
+_HOMES = {"load_model": ("prunelib.model.loading", "prunelib.models"),
+          "decoder_blocks": ("prunelib.model.architecture", "prunelib.models"),
+          "capture_block_inputs": ("prunelib.model.walk", "prunelib.walk"),
+          "sequential": ("prunelib.model.walk", "prunelib.walk"),
+          "prune_model": ("prunelib.model.prune", "prunelib.prune"),
+          **{name: ("prunelib.model.provenance", "prunelib.provenance")
+             for name in ("reset_peak_memory", "resident_memory_bytes", "versions", "peak_memory_bytes")}}
+
+
+def _lib(name: str):
+    """``name`` from the prunelib tree on the path, whichever layout it has."""
+    import importlib
+
+    new, old = _HOMES[name]
+    try:
+        return getattr(importlib.import_module(new), name)
+    except ModuleNotFoundError:
+        return getattr(importlib.import_module(old), name)
+
+
 def _malloc_trim() -> bool:
     """Give freed heap pages back to the kernel (glibc), so that RSS counts live memory only."""
     import ctypes
@@ -125,14 +147,13 @@ def child(spec: dict) -> dict:
 
     result = {"prunelib_file": prunelib.__file__, "threads": torch.get_num_threads()}
     from prunelib import data
-    from prunelib.model.loading import load_model
-    from prunelib.model.provenance import reset_peak_memory, resident_memory_bytes, versions
+    load_model, versions = _lib("load_model"), _lib("versions")
+    reset_peak_memory, resident_memory_bytes = _lib("reset_peak_memory"), _lib("resident_memory_bytes")
 
     result["versions"] = {k: v for k, v in versions().items() if k in ("python", "torch", "transformers", "gguf", "prunelib", "platform")}
     start = time.perf_counter()
     try:
-        from prunelib.model.architecture import decoder_blocks
-
+        decoder_blocks = _lib("decoder_blocks")
         model, tokenizer = load_model(spec["model"], quiet=True)
         blocks = decoder_blocks(model)  # the old tree knows a fixed list of families
     except Exception as error:  # noqa: BLE001 - an unsupported model is a result, not a failure
@@ -178,16 +199,16 @@ def child(spec: dict) -> dict:
             for batch in batches:
                 model(batch, use_cache=False)
     elif what == "capture":
-        from prunelib.model.walk import capture_block_inputs
+        capture_block_inputs = _lib("capture_block_inputs")
 
         with torch.no_grad():
             keep = capture_block_inputs(model, batches, torch.device("cpu"))
     elif what == "walk":
-        from prunelib.model.walk import sequential
+        sequential = _lib("sequential")
 
         keep = sequential(model, batches, None, quiet=True)
     elif what in ("wanda", "sparsegpt"):
-        from prunelib.model.prune import prune_model
+        prune_model = _lib("prune_model")
 
         keep = prune_model(model, calib, method=what, sparsity=0.5, quiet=True)
     else:
@@ -195,7 +216,7 @@ def child(spec: dict) -> dict:
     seconds = time.perf_counter() - t0
     cpu_seconds = time.process_time() - cpu0
     maxrss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    from prunelib.model.provenance import peak_memory_bytes
+    peak_memory_bytes = _lib("peak_memory_bytes")
 
     vmhwm = peak_memory_bytes("cpu")
     result.update(
@@ -300,7 +321,7 @@ def run_all(args) -> dict:
         env["PRUNELIB_DATA_DIR"] = data_root
     for label, tree in args.tree:
         tree = tree.resolve()
-        if not (tree / "prunelib" / "walk.py").is_file():
+        if not any((tree / "prunelib" / where / "walk.py").is_file() for where in ("", "model")):
             print(f"skip tree {label}: {tree} has no prunelib/model/walk.py", file=sys.stderr)
             continue
         commit = _git(tree, "rev-parse", "HEAD")

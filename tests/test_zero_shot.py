@@ -343,7 +343,8 @@ def test_partial_data_dir_uses_what_is_there(tmp_path, monkeypatch, tiny, tokeni
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
     _hub_online(monkeypatch)
     result = zero_shot(tiny, tokenizer, ("rte",), limit=4, quiet=True)
-    assert result["tasks"]["rte"]["n"] == 4 and result["data"]["rte"]["dir"] == str(tmp_path)
+    assert result["tasks"]["rte"]["n"] == 4 and result["data"]["rte"]["files"] == [relative]
+    assert result["data"]["rte"]["sha256"] == [data.sha256(ROOT / relative)]  # the local file, named relative to the root
     with pytest.raises(DataNotFoundError, match="winogrande/dev.jsonl") as error:
         zero_shot(tiny, tokenizer, ("rte", "winogrande"), limit=4, quiet=True)
     assert relative not in str(error.value)

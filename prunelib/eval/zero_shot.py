@@ -403,7 +403,7 @@ def build_tasks(tasks: Iterable[str] = ZERO_SHOT_TASKS, *, data_dir: str | Path 
         if local[name] is not None:
             with _offline(True), _expected_warnings_dropped():
                 built[name] = ConfigurableTask(config=_local_config(name, local[name]))
-            record[name] = {"split": spec.split, "dir": str(root), "files": list(spec.files),
+            record[name] = {"split": spec.split, "files": list(spec.files),  # relative to the data root
                             "sha256": [data.sha256(path) for path in local[name]]}
         else:
             try:

@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import resource
 import sys
 import tempfile
@@ -21,6 +22,15 @@ from .embedded import EMBEDDED
 from .loading import model_source
 
 PACKAGES = ("torch", "transformers", "gguf", "accelerate", "datasets", "numpy")
+#: an absolute path of some machine (POSIX home, work, temp or system folders, or a Windows drive)
+#: inside a string: what records must never hold (data are named relative to the data root)
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])(?:/(?:home|root|work|tmp|Users|mnt|opt|var|usr|srv|scratch|private)/"
+                           r"|[A-Z]:\\)[^\s'\"]*")
+
+
+def absolute_paths(text: str) -> list[str]:
+    """The absolute paths of a machine found in ``text`` (see :data:`ABSOLUTE_PATH`)."""
+    return ABSOLUTE_PATH.findall(text)
 
 
 def git_commit() -> str | None:
