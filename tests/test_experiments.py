@@ -424,3 +424,40 @@ def test_ray_on_a_local_two_worker_cluster_writes_the_files_of_a_serial_run(tmp_
         assert (one["name"], one["run"], one["code"]) == (other["name"], other["run"], other["code"])
         assert one["ppl"] == other["ppl"] and one["sparsity"] == other["sparsity"]
         assert other["threads"] == 1
+
+
+def test_a_record_whose_data_file_changed_is_stale(tmp_path, counted):
+    from prunelib import data
+
+    local = data.local_file(data.C4_FILE)
+    if local is None:
+        pytest.skip("no local data directory")
+    spec = Run(method="wanda", sparsity=0.5)
+    runs.run(spec, root=tmp_path)
+    record = json.loads(spec.path(tmp_path).read_text())
+    for sha, stale in ((data.sha256(local), False), ("0" * 64, True)):
+        record["calibration"] = {"path": data.C4_FILE, "sha256": sha}
+        spec.path(tmp_path).write_text(json.dumps(record))
+        read = runs.stored(spec, root=tmp_path)
+        assert ("stale" in read) == stale
+    assert "inputs changed since: calibration c4/" in read["stale"] and "code" not in read["stale"]
+
+
+def test_listing_computes_nothing_even_when_the_allocation_inputs_are_stale(tmp_path, monkeypatch, capsys, counted):
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path))
+    keyed = []  # (path, definition) of every measurement, as the measurement functions key them
+    with monkeypatch.context() as patch:
+        patch.setattr(measurements, "cached", lambda path, definition, *args, **options: keyed.append((path, definition)))
+        suites.sensitivity_suite("ci", only_stored=True)
+    blocks = 30
+    for path, definition in keyed:  # stored by older code
+        write_json(path, {"run": definition, "code": "0123456789ab", "ratios": [0.01 * (b % 7) for b in range(blocks)],
+                          "increase": {str(b): 1.0 + (b % 5) for b in range(blocks)}, "block_parameters": [1000] * blocks})
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("listing loaded a model")
+
+    monkeypatch.setattr(runs._MODELS, "get", no_model)
+    assert main(["experiments", "--profile", "ci", "--suite", "allocation", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 * 3 * 3 and not counted

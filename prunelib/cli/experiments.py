@@ -58,7 +58,9 @@ def run_experiments(args, argv) -> int:
     if args.list and "allocation" in names and not all(stored_now[name] for name in ALLOCATION_INPUTS):
         names.remove("allocation")  # listing must not start the sensitivity measurements
         print("(the allocation suite is listed once its sensitivities and outlier ratios exist)")
-    specs = list(dict.fromkeys(spec for name in names if name != "sensitivity" for spec in SUITES[name](profile)))
+    listing = {"only_stored": True} if args.list else {}  # listing never computes, not even a stale input
+    specs = list(dict.fromkeys(spec for name in names if name != "sensitivity"
+                               for spec in SUITES[name](profile, **(listing if name == "allocation" else {}))))
     if args.list:
         for spec in specs:
             path = spec.path(root)

@@ -58,13 +58,19 @@ def _offline_error(what: str, relative: str, cause: Exception) -> DataNotFoundEr
     )
 
 
-@lru_cache(maxsize=None)
-def sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in blocks of 1 MiB."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@lru_cache(maxsize=None)
+def sha256(path: Path) -> str:
+    """:func:`sha256_file`, computed once per path and process (for data files, which do not change)."""
+    return sha256_file(path)
 
 
 def _source(path: Path | None, hub: str) -> dict:

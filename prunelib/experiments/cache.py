@@ -5,9 +5,12 @@ Every result is a JSON record at ``<root>/<name>-<key>.json``. ``key`` hashes th
 :func:`~prunelib.experiments.code.code_hash` of the modules that computed it. Reading a record:
 
 * its definition differs from the one asked for: an error (a hash collision or a hand edit);
-* its code differs from the current code: the record is **stale**. Computing (:func:`cached`)
-  recomputes it; reading only (``only_stored``) returns it marked ``"stale": <why>``, so a
-  table can show it as what it is. Records written before code hashes existed are stale too.
+* its code differs from the current code, or a data file or model file it names (by its path
+  relative to the data root, or the model's GGUF file) now has another SHA-256: the record is
+  **stale**. Computing (:func:`cached`) recomputes it; reading only (``only_stored``) returns it
+  marked ``"stale": <why>``, so a table can show it as what it is. Records written before code
+  hashes existed are stale too. An input that cannot be found here (no local data directory) is
+  not held against a record.
 
 While a result is computed, its worker holds an exclusive ``flock`` on ``<path>.lock``. The
 operating system releases that lock when the process ends, however it ends, so a crashed worker
@@ -29,7 +32,9 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from .. import data
 from ..errors import PrunelibError
+from ..model.loading import model_source
 from ..model.provenance import write_json
 
 ENV_VAR = "PRUNELIB_RESULTS_DIR"
@@ -118,16 +123,43 @@ def is_claimed(path: Path) -> bool:
         return True
 
 
+def changed_inputs(record: dict) -> list[str]:
+    """The data and model files ``record`` names whose SHA-256 differs from the file found here now."""
+    changed = []
+    for field, source in record.items():
+        if isinstance(source, dict) and isinstance(source.get("path"), str) and source.get("sha256"):
+            local = data.local_file(source["path"])
+            if local is not None and data.sha256(local) != source["sha256"]:
+                changed.append(f"{field} {source['path']}")
+    model = record.get("model")
+    if isinstance(model, dict) and model.get("gguf_sha256") and model.get("name"):
+        try:
+            folder, gguf_file = model_source(model["name"])
+        except PrunelibError:
+            gguf_file = None
+        if gguf_file and (Path(folder) / gguf_file).is_file() and \
+                data.sha256(Path(folder) / gguf_file) != model["gguf_sha256"]:
+            changed.append(f"model {gguf_file}")
+    return changed
+
+
 def read(path: Path, definition: dict, code: str) -> dict:
-    """The record at ``path``; ``"cached": True``, and ``"stale": <why>`` when ``code`` did not compute it."""
+    """The record at ``path``; ``"cached": True``, and ``"stale": <why>`` when ``code`` did not
+    compute it or one of its inputs has changed since."""
     record = json.loads(path.read_text())
     if record.get("run") != definition:  # a hash collision or a hand-edited file
         raise PrunelibError(f"{path} holds a different run; delete it or pass force=True")
     record["cached"] = True
     made_by = record.get("code")
+    reasons = []
     if made_by != code:
-        record["stale"] = (f"computed by code {made_by}, the current code is {code}" if made_by else
-                           f"computed before code hashes were recorded; the current code is {code}")
+        reasons.append(f"computed by code {made_by}, the current code is {code}" if made_by else
+                       f"computed before code hashes were recorded; the current code is {code}")
+    changed = changed_inputs(record)
+    if changed:
+        reasons.append(f"its inputs changed since: {', '.join(changed)}")
+    if reasons:
+        record["stale"] = "; ".join(reasons)
     return record
 
 

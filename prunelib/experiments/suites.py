@@ -32,14 +32,16 @@ INVERSE_SPREAD = 0.1
 OWL_M, OWL_LAMBDA = 5.0, 0.08
 
 
-def allocation_suite(profile: Profile | str | None = None, *, quiet: bool = False) -> list[Run]:
+def allocation_suite(profile: Profile | str | None = None, *, quiet: bool = False,
+                     only_stored: bool = False) -> list[Run]:
     """Chapter 7: uniform, inverse-sensitivity and OWL per-block sparsity for Wanda and SparseGPT
-    at 50%, 60% and 70%. Computes (or reads) the block sensitivities and outlier ratios first."""
-    outliers = outlier_result(profile, m=OWL_M, quiet=quiet)
+    at 50%, 60% and 70%. Computes (or reads) the block sensitivities and outlier ratios first;
+    with ``only_stored`` it reads them as stored (stale ones too) and computes nothing."""
+    outliers = outlier_result(profile, m=OWL_M, quiet=quiet, only_stored=only_stored)
     uniform = {(spec.method, spec.sparsity): spec for spec in sweep_suite(profile) if spec.nm is None}
     runs = []
     for method in ("wanda", "sparsegpt"):
-        sensitivity = sensitivity_result(profile, method=method, units="block", quiet=quiet)
+        sensitivity = sensitivity_result(profile, method=method, units="block", quiet=quiet, only_stored=only_stored)
         increase = [sensitivity["increase"][str(b)] for b in range(len(sensitivity["block_parameters"]))]
         weights = sensitivity["block_parameters"]
         for target in ALLOCATION_TARGETS:

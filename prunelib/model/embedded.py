@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data import sha256_file
 from ..errors import PrunelibError
 
 #: Environment variable naming the directory assembled models are written to.
@@ -30,15 +31,6 @@ def cache_dir() -> Path:
     """``$PRUNELIB_CACHE_DIR`` if set, else ``~/.cache/prunelib`` (not created here)."""
     configured = os.environ.get(CACHE_ENV)
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "prunelib"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while block := file.read(_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _wheel_file(distribution: str, filename: str, hint: str) -> Path:
