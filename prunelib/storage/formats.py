@@ -50,7 +50,7 @@ _UINT16 = getattr(torch, "uint16", None)
 #: largest M of an N:M pattern: positions then fit in 4 bits.
 MAX_M = 16
 #: safetensors metadata key holding the layout (format and options of every matrix).
-METADATA_KEY = "prunelib.storage.formats"
+METADATA_KEY = "prunelib.formats"  # the file format's name (stable), not a module path
 
 
 # --- pure arithmetic: dtypes and closed-form byte counts ------------------------------------
@@ -512,7 +512,7 @@ def storage_report(
 def save(path: str | Path, encoded: Mapping[str, SparseFormat]) -> None:
     """Write encoded matrices to one safetensors file.
 
-    Tensor ``<name>.<field>`` holds each field; the file's metadata key ``prunelib.storage.formats``
+    Tensor ``<name>.<field>`` holds each field; the file's metadata key ``prunelib.formats`` (:data:`METADATA_KEY`)
     is JSON ``{name: {"format": ..., "shape": [rows, cols], ...options}}``.
     """
     from safetensors.torch import save_file

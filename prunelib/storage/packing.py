@@ -29,7 +29,7 @@ from ..errors import PrunelibError
 from .formats import FORMATS, SparseFormat, format_class, pack_uints, unpack_uints
 
 #: safetensors metadata key holding the layout of every packed matrix.
-METADATA_KEY = "prunelib.storage.packing"
+METADATA_KEY = "prunelib.packing"  # the file format's name (stable), not a module path
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,7 +127,7 @@ def save(path: str | Path, matrices: Mapping[str, Stored], extra: Mapping[str, t
          metadata: Mapping[str, str] | None = None) -> None:
     """One safetensors file: tensor ``<name>.<field>`` for every field of every matrix (packed
     quantized or a plain :mod:`prunelib.storage.formats` layout), ``extra`` tensors under their own names,
-    and the layouts as JSON under the metadata key ``prunelib.storage.packing``."""
+    and the layouts as JSON under the metadata key ``prunelib.packing`` (:data:`METADATA_KEY`)."""
     from safetensors.torch import save_file
 
     tensors, layout = {}, {}
