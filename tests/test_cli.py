@@ -149,3 +149,62 @@ def test_pipeline_refuses_bad_quantization_before_loading(tmp_path, capsys):
         assert main(["pipeline", "--method", "wanda", *extra, "--compact", str(tmp_path / "c"), *FAST]) == 2
         assert message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+VERBS = ("prune", "shrink", "pipeline", "eval", "finetune", "experiments", "speed")
+
+
+def test_one_command_with_help_for_every_verb(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    listed = capsys.readouterr().out
+    assert all(verb in listed for verb in VERBS)
+    for verb in VERBS:
+        with pytest.raises(SystemExit) as done:
+            main([verb, "--help"])
+        assert done.value.code == 0 and f"usage: prunelib {verb}" in capsys.readouterr().out
+
+
+def test_python_dash_m_prunelib_is_the_command():
+    import subprocess
+    import sys
+
+    shown = subprocess.run([sys.executable, "-m", "prunelib", "--version"], capture_output=True, text=True, check=True)
+    assert shown.stdout.startswith("prunelib ")
+
+
+@pytest.mark.parametrize("argv,message", [(["--steps", "0"], "--steps"), (["--lora", "0"], "--lora"),
+                                          (["--lr", "-1"], "--lr")])
+def test_finetune_refuses_bad_input_before_loading(tmp_path, capsys, argv, message):
+    out = tmp_path / "tuned.json"
+    assert main(["finetune", "--model", "./no/such/dir", *argv, "--json", str(out)]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lora", [[], ["--lora", "4"]])
+def test_finetune_keeps_the_zeros_of_a_pruned_model(tmp_path, lora):
+    pruned, first = tmp_path / "pruned", tmp_path / "pruned.json"
+    assert main(["prune", "--method", "magnitude", "--sparsity", "0.5", *FAST, "--save", str(pruned),
+                 "--json", str(first)]) == 0
+    tuned = tmp_path / "tuned.json"
+    assert main(["finetune", "--model", str(pruned), "--steps", "2", "--batch-size", "2", "--seqlen", "32",
+                 "--eval-seqlen", "256", "--max-windows", "2", "--quiet", *lora, "--json", str(tuned)]) == 0
+    before, after = json.loads(first.read_text()), json.loads(tuned.read_text())
+    assert after["ppl_before"] == pytest.approx(before["ppl"], rel=1e-6)  # the saved model is the pruned one
+    assert len(after["losses"]) == 2 and after["sparsity"] == before["sparsity"]  # not one zero revived
+    assert after["ppl"] != after["ppl_before"]  # and it did train
+    assert (after.get("merged", 0) > 0) == bool(lora) and after.get("revived", 0) == 0
+
+
+@pytest.mark.slow
+def test_eval_adds_zero_shot_accuracy(tmp_path):
+    pytest.importorskip("lm_eval")
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--eval-seqlen", "256", "--max-windows", "1", "--zero-shot", "piqa", "--zero-shot-limit", "2",
+                 "--quiet", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    piqa = record["zero_shot"]["tasks"]["piqa"]
+    assert piqa["n"] == 2 and 0 <= piqa["acc"] <= 1 and record["versions"]["lm_eval"]
+    assert record["zero_shot"]["data"]["piqa"]["files"] == ["piqa/valid.jsonl", "piqa/valid-labels.lst"]
