@@ -68,3 +68,12 @@ def test_zero_shot_rows_use_the_preferred_metric_and_combine_errors(records):
 def test_lookup_reads_only_stored_files(tmp_path):
     spec = Run(method="wanda", sparsity=0.5)
     assert reports.lookup([spec], tmp_path) == {spec: None}
+
+
+def test_freshness_says_how_many_records_are_stale():
+    current, legacy, other = {"ppl": 1.0}, {"ppl": 2.0, "stale": "computed before code hashes were recorded; ..."}, \
+        {"ppl": 3.0, "stale": "computed by code 0123456789ab, the current code is ..."}
+    assert reports.freshness({1: current, 2: None}) == "This record was computed by the current code."
+    assert reports.freshness({1: current, 2: current}) == "All 2 stored records were computed by the current code."
+    assert reports.freshness({1: current, 2: legacy}).startswith("1 of 2 stored records are *stale*: computed before")
+    assert "by other code or data" in reports.freshness({1: legacy, 2: other, 3: None})

@@ -166,3 +166,17 @@ def zero_shot_table(records: Mapping[Run, dict | None], tasks: Iterable[str] = Z
         mean = f"{row['mean'][0]:.3f} ± {row['mean'][1]:.3f}" if row["mean"] else "-"
         lines.append(f"| {run_label(row['spec'])} | {_ppl(row['record'])} | " + " | ".join(cells) + f" | {mean} |")
     return "\n".join(lines) + "\n"
+
+
+def freshness(records: Mapping[object, dict | None]) -> str:
+    """One sentence: were the stored records computed by the code and data of today? A stale record
+    (see :mod:`prunelib.experiments.cache`) is shown, never hidden, and this says so."""
+    found = [record for record in records.values() if record is not None]
+    stale = [record for record in found if "stale" in record]
+    one = len(found) == 1
+    if not stale:
+        return ("This record was" if one else f"All {len(found)} stored records were") + " computed by the current code."
+    legacy = all("before code hashes" in record["stale"] for record in stale)
+    return (("This record is" if one else f"{len(stale)} of {len(found)} stored records are") + " *stale*: computed "
+            + ("before this library recorded the code behind each result" if legacy else "by other code or data")
+            + " (`prunelib experiments --list` names them; running the suite recomputes them).")
