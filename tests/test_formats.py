@@ -294,7 +294,7 @@ def test_load_rejects_files_without_layout(tmp_path):
     from safetensors.torch import save_file
 
     save_file({"w": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
-    with pytest.raises(PrunelibError, match="no 'prunelib.storage.formats' metadata"):
+    with pytest.raises(PrunelibError, match="no 'prunelib.formats' metadata"):
         formats.load(tmp_path / "plain.safetensors")
 
 
