@@ -21,14 +21,14 @@ from ..eval.perplexity import perplexity
 from ..model.finetune import SparsityKeeper, add_lora, merge_lora, train
 from ..model.loading import load_model
 from ..model.provenance import model_record
-from .models import _add_common, _check_outputs, _handle, _summary, save_model
+from .common import add_common, check_outputs, handle, save_model, summary
 
 
 def register(verbs) -> None:
     """Add ``finetune`` to the ``prunelib`` command."""
     parser = verbs.add_parser("finetune", help="fine-tune a pruned model on C4 text, keeping its zeros",
                               description=__doc__.split("\n\n")[0])
-    _add_common(parser)
+    add_common(parser)
     parser.add_argument("--steps", type=int, default=100, help="optimizer steps (default 100)")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-5, with --lora 1e-4)")
     parser.add_argument("--batch-size", type=int, default=4, help="sequences per step (default 4)")
@@ -37,7 +37,7 @@ def register(verbs) -> None:
     parser.add_argument("--lora", type=int, default=None, metavar="RANK",
                         help="train a masked LoRA update of this rank (alpha = 2 x rank) and merge it")
     parser.add_argument("--save", type=Path, default=None, help="save the fine-tuned model as a HF directory")
-    parser.set_defaults(handler=_handle(run_finetune))
+    parser.set_defaults(handler=handle(run_finetune))
 
 
 def run_finetune(args: argparse.Namespace) -> dict:
@@ -49,7 +49,7 @@ def run_finetune(args: argparse.Namespace) -> dict:
     lr = args.lr if args.lr is not None else (1e-4 if args.lora else 1e-5)
     if lr <= 0:
         raise PrunelibError("--lr must be positive")
-    _check_outputs(args)
+    check_outputs(args)
     data.wikitext2(args.split)
     data.c4_documents()
     torch.manual_seed(args.seed)
@@ -80,7 +80,7 @@ def run_finetune(args: argparse.Namespace) -> dict:
         record["revived"] = keeper.revived()
         keeper.remove()
     record.update(losses=result["losses"], train_seconds=result["seconds"], train_tokens=result["tokens_seen"])
-    record.update(_summary(model, ppl(), eval_source, args))
+    record.update(summary(model, ppl(), eval_source, args))
     if args.save is not None:
         save_model(model, tokenizer, args.save, args.overwrite)
         record["saved_to"] = str(args.save)

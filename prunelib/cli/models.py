@@ -12,10 +12,7 @@ Each prints one JSON line of its main numbers; ``--json`` writes the full record
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -27,33 +24,18 @@ from ..errors import PrunelibError
 from ..eval.perplexity import perplexity
 from ..eval.zero_shot import ZERO_SHOT_TASKS
 from ..model.architecture import prunable_linears, weight_matrix
-from ..model.embedded import DEFAULT_MODEL
-from ..model.loading import load_model, quiet_transformers
+from ..model.loading import load_model
 from ..model.provenance import (
     model_bytes,
     model_record,
-    now,
     peak_memory_bytes,
     reset_peak_memory,
     resident_memory_bytes,
-    versions,
-    write_json,
 )
-from ..model.prune import check_options, measure_sparsity, prune_model
+from ..model.prune import check_options, prune_model
 from ..model.quantize import QUANT_METHODS
 from ..model.structured import prune_structured
-
-
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"short name, HF id, local directory or .gguf file (default {DEFAULT_MODEL})")
-    parser.add_argument("--eval-seqlen", type=int, default=2048, help="perplexity window length (default 2048)")
-    parser.add_argument("--max-windows", type=int, default=None, help="evaluate only the first N windows")
-    parser.add_argument("--split", default="test", choices=sorted(data.WIKITEXT_FILES), help="WikiText-2 split")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="auto", help="auto (float32 on CPU, float16 on GPU), float32, float16, bfloat16")
-    parser.add_argument("--json", type=Path, default=None, help="write the result record here")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing --json/--save outputs")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+from .common import add_common, check_outputs, handle, save_model, summary
 
 
 def _add_calibration(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +48,7 @@ def _add_calibration(parser: argparse.ArgumentParser) -> None:
 def register(commands) -> None:
     """Add ``prune``, ``shrink``, ``pipeline`` and ``eval`` to the ``prunelib`` command."""
     prune = commands.add_parser("prune", help="prune a model one-shot, evaluate WikiText-2 perplexity")
-    _add_common(prune)
+    add_common(prune)
     prune.add_argument("--method", required=True, choices=("dense", *METHODS),
                        help="; ".join(f"{name}: needs {m.statistic or 'no calibration'}" for name, m in METHODS.items()))
     prune.add_argument("--sparsity", type=float, default=0.5, help="fraction of weights to zero, in [0, 1)")
@@ -77,7 +59,7 @@ def register(commands) -> None:
     prune.add_argument("--save", type=Path, default=None, help="save the pruned model as a HF directory")
 
     shrink = commands.add_parser("shrink", help="remove MLP channels and attention heads (a smaller model), evaluate")
-    _add_common(shrink)
+    add_common(shrink)
     shrink.add_argument("--mlp", type=float, default=0.0, help="fraction of MLP channels to remove in every block")
     shrink.add_argument("--heads", type=float, default=0.0, help="fraction of attention heads to remove in every block")
     shrink.add_argument("--heads-mode", default="query", choices=("query", "group"),
@@ -87,7 +69,7 @@ def register(commands) -> None:
     shrink.add_argument("--save", type=Path, default=None, help="save the smaller model as a HF directory")
 
     pipe = commands.add_parser("pipeline", help="prune, optionally quantize, evaluate, save compact and/or HF")
-    _add_common(pipe)
+    add_common(pipe)
     _add_calibration(pipe)
     pipe.add_argument("--method", default="wanda", choices=METHODS)
     pipe.add_argument("--sparsity", type=float, default=0.5, help="fraction of weights to zero, in [0, 1)")
@@ -105,7 +87,7 @@ def register(commands) -> None:
     pipe.add_argument("--save", type=Path, default=None, help="also save a standard HF directory (dense tensors)")
 
     evaluate = commands.add_parser("eval", help="evaluate the WikiText-2 perplexity (and zero-shot accuracy) of a model")
-    _add_common(evaluate)
+    add_common(evaluate)
     evaluate.add_argument("--zero-shot", nargs="+", default=(), metavar="TASK", choices=ZERO_SHOT_TASKS,
                           help=f"also zero-shot accuracy with lm-eval on these tasks ({', '.join(ZERO_SHOT_TASKS)})")
     evaluate.add_argument("--zero-shot-limit", type=int, default=None, help="first N documents per task (default all)")
@@ -113,13 +95,7 @@ def register(commands) -> None:
 
     for name, handler in (("prune", run_prune), ("shrink", run_shrink), ("pipeline", run_pipeline),
                           ("eval", run_eval)):
-        commands.choices[name].set_defaults(handler=_handle(handler))
-
-
-def _check_outputs(args) -> None:
-    for path in (args.json, getattr(args, "save", None), getattr(args, "compact", None)):
-        if path is not None and path.exists() and not args.overwrite:
-            raise PrunelibError(f"{path} already exists; pass --overwrite to replace it")
+        commands.choices[name].set_defaults(handler=handle(handler))
 
 
 def _check_prune_args(args) -> NM | None:
@@ -136,21 +112,6 @@ def _check_calibration_args(args) -> None:
     for option in ("nsamples", "calib_seqlen", "eval_seqlen", "batch_size"):
         if getattr(args, option) < 1:
             raise PrunelibError(f"--{option.replace('_', '-')} must be positive")
-
-
-def save_model(model, tokenizer, directory: Path, overwrite: bool = False) -> None:
-    """``save_pretrained`` (safetensors) into a temporary sibling, then move it into place."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
-    try:
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        if directory.exists() and overwrite:
-            shutil.rmtree(directory)
-        staging.rename(directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _needs_calibration(args) -> bool:
@@ -170,7 +131,7 @@ def _check_data(args) -> None:
 
 def run_prune(args) -> dict:
     nm = _check_prune_args(args)
-    _check_outputs(args)
+    check_outputs(args)
     _check_data(args)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, quiet=args.quiet)
     if args.method != "dense":
@@ -203,7 +164,7 @@ def run_prune(args) -> dict:
 def _evaluate_and_save(model, tokenizer, eval_tokens, eval_source, args, record: dict) -> dict:
     """Perplexity and the summary into ``record``; then ``--save`` if asked."""
     ppl = perplexity(model, eval_tokens, seqlen=args.eval_seqlen, max_windows=args.max_windows, quiet=args.quiet)
-    record.update(_summary(model, ppl, eval_source, args))
+    record.update(summary(model, ppl, eval_source, args))
     if args.save is not None:
         save_model(model, tokenizer, args.save, args.overwrite)
         record["saved_to"] = str(args.save)
@@ -216,7 +177,7 @@ def run_shrink(args) -> dict:
     if not (args.mlp or args.heads):
         raise PrunelibError("nothing to remove: pass --mlp and/or --heads")
     _check_calibration_args(args)
-    _check_outputs(args)
+    check_outputs(args)
     _check_data(args)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, quiet=args.quiet)
     eval_tokens, eval_source = data.wikitext2_tokens(tokenizer, args.split)
@@ -241,7 +202,7 @@ def run_pipeline(args) -> dict:
     layout = args.layout if args.layout != "auto" else ("nm" if nm else "bitmask")
     if layout == "nm" and nm is None:
         raise PrunelibError("--layout nm needs --nm")
-    _check_outputs(args)
+    check_outputs(args)
     _check_data(args)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, quiet=args.quiet)
     check_options(model, args.method, nm, args.group)
@@ -269,7 +230,7 @@ def run_pipeline(args) -> dict:
     if args.compact is not None:
         round_to_float16(model, quantized)  # evaluate exactly what the file holds
     ppl = perplexity(model, eval_tokens, seqlen=args.eval_seqlen, max_windows=args.max_windows, quiet=args.quiet)
-    record.update(_summary(model, ppl, eval_source, args))
+    record.update(summary(model, ppl, eval_source, args))
     if args.compact is not None:
         saved = save_compact(model.cpu(), args.compact, quantized=quantized, layout=layout, nm=str(nm) if nm else None,
                              bits=spec.bits if spec else None, verify=True)
@@ -281,29 +242,15 @@ def run_pipeline(args) -> dict:
     return record
 
 
-def _summary(model, ppl: dict, eval_source: dict, args) -> dict:
-    measured = measure_sparsity(model)
-    return {
-        "ppl": ppl["ppl"],
-        "sparsity": measured["sparsity"],
-        "eval_seconds": ppl["eval_seconds"],
-        "eval": {**eval_source, **{k: ppl[k] for k in ("seqlen", "windows", "available_windows")},
-                 "max_windows": args.max_windows},
-        "versions": versions(),
-        "created": now(),
-        "layers": {name: layer["sparsity"] for name, layer in measured["layers"].items()},
-    }
-
-
 def run_eval(args) -> dict:
     if args.zero_shot_limit is not None and args.zero_shot_limit < 1:
         raise PrunelibError("--zero-shot-limit must be positive")
-    _check_outputs(args)
+    check_outputs(args)
     _check_data(args)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, quiet=args.quiet)
     eval_tokens, eval_source = data.wikitext2_tokens(tokenizer, args.split)
     ppl = perplexity(model, eval_tokens, seqlen=args.eval_seqlen, max_windows=args.max_windows, quiet=args.quiet)
-    record = {"command": "eval", "model": model_record(args.model, model), **_summary(model, ppl, eval_source, args)}
+    record = {"command": "eval", "model": model_record(args.model, model), **summary(model, ppl, eval_source, args)}
     if args.zero_shot:
         from ..eval.zero_shot import markdown_table, zero_shot
 
@@ -314,21 +261,3 @@ def run_eval(args) -> dict:
     return record
 
 
-def _handle(run):
-    """The handler of a verb: run it, write ``--json``, print the one-line summary; exit status."""
-
-    def handle(args, argv) -> int:
-        with quiet_transformers(args.quiet):
-            record = run(args)
-        if args.json is not None:
-            write_json(args.json, record)
-        summary = {k: record[k] for k in ("ppl", "sparsity", "eval_seconds", "parameters_after") if k in record}
-        if "compact" in record:
-            summary["compact_bytes"] = record["compact"]["file_bytes"]
-        if "zero_shot" in record:
-            summary["zero_shot_average"] = record["zero_shot"]["average"]
-        summary["prune_seconds"] = record.get("prune_seconds")
-        print(json.dumps({"model": args.model, "method": record.get("method", args.command), **summary}))
-        return 0
-
-    return handle
