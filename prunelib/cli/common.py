@@ -31,6 +31,20 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def check_positive(args, *options: str) -> None:
+    """Refuse a zero or negative value of any of the integer ``options`` (argparse names)."""
+    for option in options:
+        if getattr(args, option) < 1:
+            raise PrunelibError(f"--{option.replace('_', '-')} must be positive")
+
+
+def check_data(args, calibration: bool) -> None:
+    """Read the data files before the model loads, so a missing file fails in a second (cached)."""
+    data.wikitext2(args.split)
+    if calibration:
+        data.c4_documents()
+
+
 def check_outputs(args) -> None:
     for path in (args.json, getattr(args, "save", None), getattr(args, "compact", None)):
         if path is not None and path.exists() and not args.overwrite:

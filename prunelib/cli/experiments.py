@@ -49,15 +49,17 @@ def run_experiments(args, argv) -> int:
     profile = get_profile(args.profile)
     names = list(SUITES) if args.suite == "all" else [args.suite]
     root = profile_root(profile)
+    measured = {}
     if "sensitivity" in names:  # first: the allocation suite is derived from its results
         measured = sensitivity_suite(profile, only_stored=args.list)
         if args.list:
             for name, result in measured.items():
                 print(f"{_mark(result)}  {name}")
-    stored_now = sensitivity_suite(profile, only_stored=True) if args.list else {}
-    if args.list and "allocation" in names and not all(stored_now[name] for name in ALLOCATION_INPUTS):
-        names.remove("allocation")  # listing must not start the sensitivity measurements
-        print("(the allocation suite is listed once its sensitivities and outlier ratios exist)")
+    if args.list and "allocation" in names:
+        stored_now = measured or sensitivity_suite(profile, only_stored=True)  # read once when listed above
+        if not all(stored_now[name] for name in ALLOCATION_INPUTS):
+            names.remove("allocation")  # listing must not start the sensitivity measurements
+            print("(the allocation suite is listed once its sensitivities and outlier ratios exist)")
     listing = {"only_stored": True} if args.list else {}  # listing never computes, not even a stale input
     specs = list(dict.fromkeys(spec for name in names if name != "sensitivity"
                                for spec in SUITES[name](profile, **(listing if name == "allocation" else {}))))

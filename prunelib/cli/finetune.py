@@ -21,7 +21,7 @@ from ..eval.perplexity import perplexity
 from ..model.finetune import SparsityKeeper, add_lora, merge_lora, train
 from ..model.loading import load_model
 from ..model.provenance import model_record
-from .common import add_common, check_outputs, handle, save_model, summary
+from .common import add_common, check_data, check_outputs, check_positive, handle, save_model, summary
 
 
 def register(verbs) -> None:
@@ -41,17 +41,14 @@ def register(verbs) -> None:
 
 
 def run_finetune(args: argparse.Namespace) -> dict:
-    for option in ("steps", "batch_size", "seqlen", "eval_seqlen"):
-        if getattr(args, option) < 1:
-            raise PrunelibError(f"--{option.replace('_', '-')} must be positive")
+    check_positive(args, "steps", "batch_size", "seqlen", "eval_seqlen")
     if args.lora is not None and args.lora < 1:
         raise PrunelibError("--lora must be a positive rank")
     lr = args.lr if args.lr is not None else (1e-4 if args.lora else 1e-5)
     if lr <= 0:
         raise PrunelibError("--lr must be positive")
     check_outputs(args)
-    data.wikitext2(args.split)
-    data.c4_documents()
+    check_data(args, calibration=True)  # C4 is the training text
     torch.manual_seed(args.seed)
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device, quiet=args.quiet)
     if next(model.parameters()).dtype == torch.float16:

@@ -35,7 +35,7 @@ from ..model.provenance import (
 from ..model.prune import check_options, prune_model
 from ..model.quantize import QUANT_METHODS
 from ..model.structured import prune_structured
-from .common import add_common, check_outputs, handle, save_model, summary
+from .common import add_common, check_data, check_outputs, check_positive, handle, save_model, summary
 
 
 def _add_calibration(parser: argparse.ArgumentParser) -> None:
@@ -109,9 +109,7 @@ def _check_prune_args(args) -> NM | None:
 
 
 def _check_calibration_args(args) -> None:
-    for option in ("nsamples", "calib_seqlen", "eval_seqlen", "batch_size"):
-        if getattr(args, option) < 1:
-            raise PrunelibError(f"--{option.replace('_', '-')} must be positive")
+    check_positive(args, "nsamples", "calib_seqlen", "eval_seqlen", "batch_size")
 
 
 def _needs_calibration(args) -> bool:
@@ -123,10 +121,7 @@ def _needs_calibration(args) -> bool:
 
 
 def _check_data(args) -> None:
-    """Read the data files before the model loads, so a missing file fails in a second (cached)."""
-    data.wikitext2(args.split)
-    if _needs_calibration(args):
-        data.c4_documents()
+    check_data(args, _needs_calibration(args))
 
 
 def run_prune(args) -> dict:
