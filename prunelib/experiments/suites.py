@@ -97,5 +97,38 @@ def quantization_suite(profile: Profile | str | None = None) -> list[Run]:
     ]
 
 
-SUITES = {"sweep": sweep_suite, "sensitivity": sensitivity_suite, "allocation": allocation_suite,
+#: calibration seeds of the core table; seed 0 is every other suite's draw
+SEEDS = (0, 1, 2)
+#: the second model each embedded model's core table is repeated on (does a finding transfer?)
+TRANSFER = {"smollm2-135m": "gemma3-270m"}
+#: the core table's pruned columns: (method, unstructured sparsity or None, N:M or None)
+CORE = (("magnitude", 0.5, None), ("magnitude", None, "2:4"), ("wanda", 0.5, None), ("wanda", None, "2:4"),
+        ("sparsegpt", 0.5, None), ("sparsegpt", None, "2:4"))
+
+
+def core_suite(profile: Profile | str | None = None, *, model: str | None = None,
+               seeds: tuple[int, ...] = SEEDS) -> list[Run]:
+    """Chapters 6 and 10's core table on one model (default the profile's): dense, then magnitude,
+    Wanda and SparseGPT at 50% and 2:4, each calibrated method once per seed. Perplexity only;
+    a run that uses no calibration (dense, magnitude) has no seed in its definition, so it is one
+    run whatever ``seeds`` says: its spread over calibration draws is exactly zero."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    model = model or profile.model
+    runs = [Run.from_profile(profile, model=model)]
+    for method, sparsity, nm in CORE:
+        pattern = {"nm": nm} if nm else {"sparsity": sparsity}
+        draws = seeds if METHODS[method].uses_calibration else (profile.seed,)
+        runs += [Run.from_profile(profile, model=model, method=method, seed=seed, **pattern) for seed in draws]
+    return runs
+
+
+def seeds_suite(profile: Profile | str | None = None) -> list[Run]:
+    """:func:`core_suite` on the profile's model and on its :data:`TRANSFER` model, the first model's
+    runs first. The ``ci`` profile proves the cells run and keeps to its own model."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    second = TRANSFER.get(profile.model) if profile.name != "ci" else None
+    return [spec for model in (profile.model, *([second] if second else [])) for spec in core_suite(profile, model=model)]
+
+
+SUITES = {"sweep": sweep_suite, "seeds": seeds_suite, "sensitivity": sensitivity_suite, "allocation": allocation_suite,
           "quantization": quantization_suite}
