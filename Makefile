@@ -6,6 +6,9 @@
 #   make demo       prune the embedded model with Wanda to 50% and evaluate it (the CLI)
 #   make bench      the CPU benchmarks (resumable): core methods, structured pruning, storage formats, CSR
 #   make bench-gpu  the 2:4 semi-structured speed benchmark (needs an NVIDIA GPU and a CUDA torch)
+#   make gpu-check  the book's GPU measurements in one command, under 8 minutes on one GPU (a dry run
+#                   without one); on a machine whose own python has torch and no network:
+#                   make gpu-check SETUP= PY=python3
 #   make experiments PROFILE=cpu SUITE=sweep   the cached experiment runs the chapters render (resumable)
 #
 # `make setup` is idempotent: it only re-runs when pyproject.toml changes (or the venv is removed).
@@ -24,7 +27,7 @@ STAMP        = $(VENV)/.prunelib-setup
 # MathJax served with the book, so equations render without a CDN (offline readers, browser test)
 MATHJAX      = .cache/static/mathjax/tex-chtml-full.js
 
-.PHONY: setup browser test book notebooks demo bench bench-gpu experiments clean distclean
+.PHONY: setup browser test book notebooks demo bench bench-gpu gpu-check experiments clean distclean
 
 setup: $(STAMP) $(MATHJAX)
 
@@ -77,6 +80,10 @@ experiments: setup
 
 bench-gpu: setup
 	$(PY) -m prunelib speed gpu --out results/speed/gpu_24.json
+
+SETUP ?= setup
+gpu-check: $(SETUP)
+	$(PY) -m prunelib gpu-check
 
 clean:
 	rm -rf _build build dist .pytest_cache *.egg-info

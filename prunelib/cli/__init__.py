@@ -7,6 +7,7 @@
     prunelib finetune     fine-tune a pruned model, keeping its zeros
     prunelib experiments  compute or list the book's suites of cached runs (here or on Ray)
     prunelib speed        2:4 speed on a GPU, CSR speed on a CPU
+    prunelib gpu-check    the book's GPU measurements in one command (a dry run without a GPU)
 
 Every bad input is refused before work starts, with one line on stderr and exit status 2;
 output files are written atomically, so a failed run leaves nothing half-written.
@@ -19,9 +20,9 @@ import sys
 
 from .._version import __version__
 from ..errors import PrunelibError
-from . import experiments, finetune, models, speed
+from . import experiments, finetune, gpucheck, models, speed
 
-VERBS = (models, finetune, experiments, speed)
+VERBS = (models, finetune, experiments, speed, gpucheck)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -122,3 +122,26 @@ def csr_table(rows: list[dict]) -> str:
         where = f"- {out_features}x{in_features}, {tokens} token{'s' if tokens != 1 else ''}: CSR "
         notes.append(where + (f"first faster at sparsity {even:.2f}" if even is not None else "never faster in the measured range"))
     return _table(header, lines) + "\n\n" + "\n".join(notes)
+
+
+def gpu_check_markdown(record: dict) -> str:
+    """``prunelib gpu-check``'s record as Markdown: what was skipped, then its three parts."""
+    where = record.get("environment", {})
+    title = "GPU check" + (" (dry run)" if record["dry_run"] else f" on {where.get('gpu')} ({where.get('capability')})")
+    parts = [f"# {title}", "", f"`{record['command']}`, {record['created']}, {record['seconds']:.0f} s; "
+             f"torch {record['versions'].get('torch')}, prunelib {record['versions'].get('prunelib')}", ""]
+    if record["skipped"]:
+        parts += ["## Not measured", "", *[f"- {line}" for line in record["skipped"]], ""]
+    parts += ["## One linear, y = x @ W.T (median µs, speedup = dense / 2:4)", "", linear_table(record["linear"]), ""]
+    for model, found in record["end_to_end"].items():
+        parts += [f"## End to end: {model}, every block linear 2:4, batch 1, greedy decode with KV cache", ""]
+        parts.append(f"error: {found['error']}" if "error" in found else
+                     f"{found['dtype']} on {found['device']}; linears each backend converts: "
+                     + ", ".join(f"{b} {n}" for b, n in found["convertible"].items()) + "\n\n" + end_to_end_table(found))
+        parts.append("")
+    header = ["model", "run", "perplexity", "sparsity", "seconds"]
+    rows = [[row["model"], row["run"], *(["-", "-", row["error"]] if "error" in row else
+                                          [f"{row['ppl']:.2f}", f"{row['sparsity']:.3f}", f"{row['seconds']:.0f}"])]
+            for row in record["perplexity"]]
+    parts += ["## Core perplexity table (seed 0)", "", _table(header, rows)]
+    return "\n".join(parts) + "\n"

@@ -22,6 +22,8 @@ from .timing import cuda_unusable, error_text, median_us, past
 
 #: Llama-2-7B block linears ``(out_features, in_features)``
 LLAMA2_7B_SHAPES = {"attn q/k/v/o": (4096, 4096), "mlp gate/up": (11008, 4096), "mlp down": (4096, 11008)}
+#: Llama-2-13B block linears (hidden 5120, MLP 13824)
+LLAMA2_13B_SHAPES = {"attn q/k/v/o": (5120, 5120), "mlp gate/up": (13824, 5120), "mlp down": (5120, 13824)}
 #: the embedded SmolLM2-135M's block linears (9 heads and 3 KV heads of 64)
 SMOLLM2_SHAPES = {"attn q/o": (576, 576), "mlp gate/up": (1536, 576), "mlp down": (576, 1536), "attn k/v": (192, 576)}
 SWEEP_SHAPES: tuple[tuple[str, str, int, int], ...] = tuple(

@@ -114,33 +114,53 @@ def _agreement(dense: list, sparse: list) -> dict:
 def end_to_end(layers: int | None = None, *, prompts: Iterable[int] = (512, 2048), new_tokens: int = 128,
                repeats: int = 3, backends: Iterable[str] = ("cusparselt",), device: str = "cuda", seed: int = 0,
                deadline: float | None = None, progress: Callable[[str], None] | None = None, **overrides) -> dict:
-    """Prefill and decode tokens/s (batch 1, greedy, KV cache) of the random float16 Llama, dense then
-    with every block linear 2:4-masked and converted to each backend (CUDA only).
+    """:func:`measure_end_to_end` of the random float16 Llama (:func:`random_llama`, CUDA only).
 
-    All runs use the 2:4-masked weights, so dense and sparse compute the same function; the
-    dense weights are kept and put back after each backend. Correctness: last-position logits of a
-    fixed 128-token prompt, sparse versus dense. With random weights the logits are nearly flat,
-    so greedy paths may part on rounding differences; ``token_agreement`` is reported, not judged.
-    ``overrides`` change :data:`LLAMA2_7B` fields (a smaller model for a smaller GPU).
+    With random weights the logits are nearly flat, so greedy paths may part on rounding
+    differences; ``token_agreement`` is reported, not judged. ``overrides`` change
+    :data:`LLAMA2_7B` fields (a smaller model for a smaller GPU).
     """
     problem = cuda_problem(device)
     if problem:
         raise PrunelibError(problem)
     say = progress or (lambda message: None)
-    prompts, backends = list(prompts), list(backends)
     start = time.perf_counter()
     model = random_llama(layers, dtype=torch.float16, device=device, seed=seed, **overrides)
+    built = time.perf_counter() - start
+    say(f"built random Llama ({model.config.num_hidden_layers} layers) in {built:.0f} s")
+    record = measure_end_to_end(model, model.config.vocab_size, prompts=prompts, new_tokens=new_tokens,
+                                repeats=repeats, backends=backends, seed=seed, deadline=deadline, progress=progress)
+    return {"architecture": {name: getattr(model.config, name) for name in LLAMA2_7B}, "weights": RANDOM_WEIGHTS,
+            **record, "build_seconds": built, "seconds": time.perf_counter() - start}
+
+
+def measure_end_to_end(model, tokenizer_or_vocab, *, prompts: Iterable[int] = (512,), new_tokens: int = 64,
+                       repeats: int = 3, backends: Iterable[str] = ("cusparselt",), seed: int = 0,
+                       deadline: float | None = None, progress: Callable[[str], None] | None = None) -> dict:
+    """Prefill and decode tokens/s (:func:`~prunelib.eval.speed.generation.throughput`, batch 1,
+    greedy, KV cache) of ``model`` with every block linear 2:4-masked (:func:`mask_two_four`, in
+    place), dense, then converted to each of ``backends``.
+
+    All runs use the 2:4-masked weights, so dense and sparse compute the same function; the
+    dense weights are put back after each backend. Correctness: last-position logits of a fixed
+    128-token prompt, sparse versus dense, and the share of equal greedy tokens. With no
+    ``backends`` only the dense runs happen, on any device (the dry run of ``prunelib gpu-check``);
+    converting needs CUDA (sm80+).
+    """
+    say = progress or (lambda message: None)
+    prompts, backends = list(prompts), list(backends)
+    device = model.get_input_embeddings().weight.device
+    if backends and cuda_problem(device):
+        raise PrunelibError(cuda_problem(device))
+    start = time.perf_counter()
     masked = mask_two_four(model)
-    config = model.config
     record = {
-        "architecture": {name: getattr(config, name) for name in LLAMA2_7B},
-        "weights": RANDOM_WEIGHTS, "dtype": "float16", "device": torch.cuda.get_device_name(device),
+        "dtype": str(model.get_input_embeddings().weight.dtype).removeprefix("torch."),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
         "masked_linears": len(masked), "prompts": prompts, "new_tokens": new_tokens, "repeats": repeats,
-        "batch": 1, "build_seconds": time.perf_counter() - start, "dense": {}, "sparse": {},
+        "batch": 1, "dense": {}, "sparse": {},
     }
-    say(f"built random Llama ({config.num_hidden_layers} layers, {len(masked)} linears 2:4-masked) "
-        f"in {record['build_seconds']:.0f} s")
-    check_prompt = prompt_ids(model, config.vocab_size, 1, 128, seed + 1)
+    check_prompt = prompt_ids(model, tokenizer_or_vocab, 1, min(128, min(prompts)), seed + 1)
     dense_logits = _last_logits(model, check_prompt)
 
     def measure(entry: dict, label: str) -> None:
@@ -148,7 +168,7 @@ def end_to_end(layers: int | None = None, *, prompts: Iterable[int] = (512, 2048
             if past(deadline):
                 entry[str(tokens)] = {"error": "skipped: time budget spent"}
                 continue
-            entry[str(tokens)] = throughput(model, config.vocab_size, tokens, new_tokens, repeats, seed=seed,
+            entry[str(tokens)] = throughput(model, tokenizer_or_vocab, tokens, new_tokens, repeats, seed=seed,
                                             return_tokens=True)
             found = entry[str(tokens)]
             say(f"{label} prompt {tokens}: prefill {found['prefill_tokens_per_s']:,.0f} tok/s, "
