@@ -1,0 +1,106 @@
+r"""How sure a stated comparison is: seed spread, accuracy intervals, documents needed, rank correlation.
+
+**Seeds.** A calibrated method gives one number per calibration draw; :func:`spread` is their mean
+and sample standard deviation (``n - 1`` in the denominator). Two methods' gap *exceeds the seed
+spread* (:func:`compare`) when :math:`|\bar a - \bar b| > s_a + s_b`; a method without calibration
+(dense, magnitude) has :math:`s = 0`. With three seeds this is a stated rule, not a test.
+
+**Accuracy.** An accuracy :math:`p` on :math:`n` documents has standard error
+:math:`\sqrt{p(1-p)/n}`; the gap of two models scored on *different* documents has
+:math:`\mathrm{se}(\Delta) = \sqrt{p_1 q_1/n_1 + p_2 q_2/n_2}`, and the 95% interval
+:math:`\Delta \pm 1.96\,\mathrm{se}` separates them when it excludes 0. On the *same*
+documents the pair is correlated; without per-document outcomes, the unpaired interval is the
+conservative one. :func:`documents_needed` inverts it: the smallest :math:`n` per model at which a
+true gap :math:`p_1 - p_2` gives an interval that excludes 0 with the given power,
+
+.. math::  n = (z_{\alpha/2} + z_\beta)^2\, (p_1 q_1 + p_2 q_2) / (p_1 - p_2)^2 .
+
+**Rank correlation.** Spearman's :math:`\rho` is Pearson's correlation of the ranks (ties get
+their mean rank); its interval comes from Fisher's :math:`z = \operatorname{atanh}\rho` with
+standard error :math:`1.03/\sqrt{n-3}` (Fieller, Hartley and Pearson, 1957).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from ..errors import PrunelibError
+
+Z95 = 1.959963984540054  #: two-sided 95%
+Z_POWER80 = 0.8416212335729143  #: one-sided 80% power
+
+
+def spread(values: Sequence[float]) -> tuple[float, float]:
+    """``(mean, sample standard deviation)``; the deviation of one value is 0."""
+    if not values:
+        raise PrunelibError("spread of no values")
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def compare(a: Sequence[float], b: Sequence[float]) -> dict:
+    """``{"gap": mean(a) - mean(b), "spread": s_a + s_b, "exceeds": |gap| > spread}``."""
+    (mean_a, std_a), (mean_b, std_b) = spread(a), spread(b)
+    gap = mean_a - mean_b
+    return {"gap": gap, "spread": std_a + std_b, "exceeds": abs(gap) > std_a + std_b}
+
+
+def accuracy_se(p: float, n: int) -> float:
+    """``sqrt(p (1 - p) / n)``."""
+    if n < 1 or not 0 <= p <= 1:
+        raise PrunelibError(f"accuracy must be in [0, 1] on n >= 1 documents, got p={p}, n={n}")
+    return math.sqrt(p * (1 - p) / n)
+
+
+def gap_interval(p1: float, n1: int, p2: float, n2: int, z: float = Z95) -> tuple[float, float]:
+    """The unpaired interval ``(p1 - p2) -+ z se(Delta)`` (see the module docstring)."""
+    se = math.hypot(accuracy_se(p1, n1), accuracy_se(p2, n2))
+    return p1 - p2 - z * se, p1 - p2 + z * se
+
+
+def documents_needed(p1: float, p2: float, z: float = Z95, power_z: float = Z_POWER80) -> int | None:
+    """Documents per model for the interval of a true gap ``p1 - p2`` to exclude 0 with the power
+    of ``power_z`` (0: only on average); None when the two are equal."""
+    if p1 == p2:
+        return None
+    return math.ceil((z + power_z) ** 2 * (p1 * (1 - p1) + p2 * (1 - p2)) / (p1 - p2) ** 2)
+
+
+def ranks(values: Sequence[float]) -> list[float]:
+    """1-based ranks, ties sharing their mean rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    found = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for position in range(start, end + 1):
+            found[order[position]] = (start + end) / 2 + 1
+        start = end + 1
+    return found
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
+    sxx, syy = sum((a - mx) ** 2 for a in x), sum((b - my) ** 2 for b in y)
+    if sxx == 0 or syy == 0:
+        raise PrunelibError("correlation of a constant sequence is undefined")
+    return sxy / math.sqrt(sxx * syy)
+
+
+def spearman(x: Sequence[float], y: Sequence[float], z: float = Z95) -> dict:
+    """``{"rho", "low", "high", "n"}``: Spearman's rank correlation and its Fisher-z interval
+    (needs at least 4 pairs)."""
+    if len(x) != len(y) or len(x) < 4:
+        raise PrunelibError(f"Spearman's interval needs at least 4 pairs of equal length, got {len(x)} and {len(y)}")
+    rho = pearson(ranks(x), ranks(y))
+    if abs(rho) == 1:
+        return {"rho": rho, "low": rho, "high": rho, "n": len(x)}
+    half = z * 1.03 / math.sqrt(len(x) - 3)
+    return {"rho": rho, "low": math.tanh(math.atanh(rho) - half), "high": math.tanh(math.atanh(rho) + half),
+            "n": len(x)}
