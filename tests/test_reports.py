@@ -77,3 +77,35 @@ def test_freshness_says_how_many_records_are_stale():
     assert reports.freshness({1: current, 2: current}) == "All 2 stored records were computed by the current code."
     assert reports.freshness({1: current, 2: legacy}).startswith("1 of 2 stored records are *stale*: computed before")
     assert "by other code or data" in reports.freshness({1: legacy, 2: other, 3: None})
+
+
+def _seed_records(values):
+    """The ci core suite with perplexities ``values[(method, column)]``: a list per seed, or one number."""
+    records = {}
+    for spec in suites.core_suite("ci"):
+        found = values.get((spec.method, reports.column(spec)))
+        if isinstance(found, list):
+            found = found[spec.seed] if spec.seed < len(found) else None
+        records[spec] = None if found is None else {"ppl": found}
+    return records
+
+
+def test_seed_table_gives_mean_and_sample_deviation_per_method_and_pattern():
+    records = _seed_records({("dense", "dense"): 20.0, ("wanda", "50%"): [45.0, 46.0, 47.0],
+                             ("sparsegpt", "50%"): [42.0, 42.5]})
+    table = reports.seed_table(records)
+    assert "| dense | 20.00 |" in table
+    assert "| Wanda 50% | 46.00 ± 1.00 (3) |" in table
+    assert "| SparseGPT 50% | 42.25 ± 0.35 (2) |" in table
+    assert "| SparseGPT 2:4 | pending |" in table
+
+
+def test_seed_comparisons_judge_a_gap_against_the_summed_deviations_and_wait_for_two_seeds():
+    records = _seed_records({("magnitude", "50%"): 400.0, ("wanda", "50%"): [45.0, 46.0, 47.0],
+                             ("sparsegpt", "50%"): [42.0, 44.0, 46.0], ("wanda", "2:4"): [170.0],
+                             ("sparsegpt", "2:4"): [84.0, 85.0]})
+    found = {(c["pattern"], c["better"], c["worse"]): c for c in reports.seed_comparisons(records)}
+    close = found["50%", "sparsegpt", "wanda"]
+    assert close["gap"] == pytest.approx(2.0) and close["spread"] == pytest.approx(3.0) and close["exceeds"] is False
+    assert found["50%", "wanda", "magnitude"]["exceeds"] is True  # magnitude has no calibration: spread 1
+    assert found["2:4", "sparsegpt", "wanda"]["exceeds"] is None  # Wanda 2:4 has one seed so far

@@ -15,6 +15,7 @@ from ..core.methods import METHODS
 from ..eval.zero_shot import TASKS, ZERO_SHOT_TASKS
 from ..experiments.runs import Run, stored
 from ..experiments.suites import SWEEP_SPARSITIES
+from .statistics import compare, spread
 
 LABELS = {"dense": "dense", **{name: method.label for name, method in METHODS.items()}}
 PENDING = "pending"
@@ -180,3 +181,81 @@ def freshness(records: Mapping[object, dict | None]) -> str:
     return (("This record is" if one else f"{len(stale)} of {len(found)} stored records are") + " *stale*: computed "
             + ("before this library recorded the code behind each result" if legacy else "by other code or data")
             + " (`prunelib experiments --list` names them; running the suite recomputes them).")
+
+
+def seed_groups(records: Mapping[Run, dict | None]) -> dict[tuple[str, str, str], list[float]]:
+    """``{(model, method, column): [perplexity of each stored seed]}`` in the records' order
+    (a run without calibration has one value whatever the seeds); runs still to compute are left out."""
+    groups: dict[tuple[str, str, str], list[float]] = {}
+    for spec, record in records.items():
+        values = groups.setdefault((spec.model, spec.method, column(spec)), [])
+        if record is not None:
+            values.append(record["ppl"])
+    return groups
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return PENDING
+    mean, std = spread(values)
+    return f"{mean:,.2f} ± {std:,.2f} ({len(values)})" if len(values) > 1 else f"{mean:,.2f}"
+
+
+def seed_table(records: Mapping[Run, dict | None]) -> str:
+    """Markdown: one row per method and pattern, one column per model: mean ± standard deviation of
+    the perplexity over calibration seeds (the count in brackets; one value where the method uses
+    no calibration)."""
+    groups = seed_groups(records)
+    models = list(dict.fromkeys(model for model, _, _ in groups))
+    rows = list(dict.fromkeys((method, where) for _, method, where in groups))
+    lines = ["| run | " + " | ".join(models) + " |", "|---|" + "---:|" * len(models)]
+    for method, where in rows:
+        label = LABELS[method] if method == "dense" else f"{LABELS[method]} {where}"
+        lines.append(f"| {label} | " + " | ".join(_mean_std(groups.get((m, method, where), [])) for m in models) + " |")
+    return "\n".join(lines)
+
+
+def seed_comparisons(records: Mapping[Run, dict | None]) -> list[dict]:
+    """Every pair of pruning methods at the same model and pattern, both with stored runs:
+    ``{"model", "pattern", "better", "worse", "gap", "spread", "exceeds"}`` (:func:`~prunelib.report.statistics.compare`,
+    ``better`` the lower mean perplexity); ``exceeds`` is None while a calibrated method has fewer
+    than two seeds stored (no spread measured yet)."""
+    groups = seed_groups(records)
+    found = []
+    for (model, method, where), values in groups.items():
+        for (other_model, other, other_where), others in groups.items():
+            if (other_model, other_where) != (model, where) or method == "dense" or other == "dense" \
+                    or not values or not others or not method < other:
+                continue
+            result = compare(values, others)
+            if any(METHODS[name].uses_calibration and len(seen) < 2 for name, seen in ((method, values), (other, others))):
+                result["exceeds"] = None
+            better, worse = (method, other) if result["gap"] < 0 else (other, method)
+            found.append({"model": model, "pattern": where, "better": better, "worse": worse,
+                          "gap": abs(result["gap"]), "spread": result["spread"], "exceeds": result["exceeds"],
+                          "seeds": min(len(values), len(others))})
+    return found
+
+
+def plot_seeds(records: Mapping[Run, dict | None], ax=None):
+    """Bars of the mean perplexity (log scale) per method and pattern, one group per model, with
+    error bars of one standard deviation over seeds; returns the axes."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(7, 3.2))[1]
+    groups = seed_groups(records)
+    models = list(dict.fromkeys(model for model, _, _ in groups))
+    rows = [key for key in dict.fromkeys((method, where) for _, method, where in groups) if key[0] != "dense"]
+    width = 0.8 / len(models)
+    for offset, model in enumerate(models):
+        stats = [spread(groups[(model, *row)]) if groups.get((model, *row)) else (math.nan, 0.0) for row in rows]
+        positions = [i + (offset - (len(models) - 1) / 2) * width for i in range(len(rows))]
+        ax.bar(positions, [m for m, _ in stats], width, yerr=[s for _, s in stats], capsize=3, label=model)
+        dense = groups.get((model, "dense", "dense"))
+        if dense:
+            ax.axhline(dense[0], color=ax.containers[-1].patches[0].get_facecolor(), linestyle=":", linewidth=1)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(rows)), [f"{LABELS[m]}\n{w}" for m, w in rows], fontsize=8)
+    ax.set_ylabel("WikiText-2 perplexity (log)")
+    ax.legend(fontsize=8, title="dotted: dense", title_fontsize=8)
+    return ax
