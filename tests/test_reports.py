@@ -109,3 +109,50 @@ def test_seed_comparisons_judge_a_gap_against_the_summed_deviations_and_wait_for
     assert close["gap"] == pytest.approx(2.0) and close["spread"] == pytest.approx(3.0) and close["exceeds"] is False
     assert found["50%", "wanda", "magnitude"]["exceeds"] is True  # magnitude has no calibration: spread 1
     assert found["2:4", "sparsegpt", "wanda"]["exceeds"] is None  # Wanda 2:4 has one seed so far
+
+
+def _power_records(dense, wanda, sparsegpt, n=100):
+    """The ci sweep's zero-shot runs with every task at the given accuracy (chance from the task)."""
+    chance = {"arc_easy": 0.25, "arc_challenge": 0.25, "hellaswag": 0.25, "winogrande": 0.5, "piqa": 0.5,
+              "boolq": 0.5, "rte": 0.5, "openbookqa": 0.25}
+    records = {}
+    for spec in suites.sweep_suite("ci"):
+        if not spec.zero_shot:
+            continue
+        p = {"dense": dense, "wanda": wanda, "sparsegpt": sparsegpt}.get(spec.method)
+        if p is None or spec.nm:
+            records[spec] = None
+            continue
+        tasks = {t: {"acc": p[t], "acc_norm": p[t], "acc_stderr": math.sqrt(p[t] * (1 - p[t]) / n),
+                     "acc_norm_stderr": math.sqrt(p[t] * (1 - p[t]) / n), "n": n, "chance": chance[t]}
+                 for t in ZERO_SHOT_TASKS}
+        records[spec] = {"ppl": {"dense": 20, "wanda": 45, "sparsegpt": 42}[spec.method],
+                         "zero_shot": {"tasks": tasks, "limit": n}}
+    return records
+
+
+def test_zero_shot_power_keeps_tasks_above_chance_and_sizes_the_sample():
+    from prunelib.eval.zero_shot import documents
+    from prunelib.report.statistics import documents_needed, documents_needed_mean
+
+    dense = {t: 0.25 for t in ZERO_SHOT_TASKS} | {"arc_easy": 0.60, "piqa": 0.70}
+    wanda = {t: 0.25 for t in ZERO_SHOT_TASKS} | {"arc_easy": 0.50, "piqa": 0.68}
+    found = reports.zero_shot_power(_power_records(dense, wanda, wanda), against=("wanda-50",))
+    # above chance: 0.60 - 1.96 * 0.049 > 0.25 and 0.70 - 1.96 * 0.046 > 0.5; the tasks at 0.25 are not
+    assert found["kept"] == ["arc_easy", "piqa"]
+    arc = found["tasks"]["arc_easy"]["against"]["wanda-50"]
+    half = 1.96 * math.sqrt((0.6 * 0.4 + 0.5 * 0.5) / 100)
+    assert (arc["low"], arc["high"]) == pytest.approx((0.1 - half, 0.1 + half), abs=1e-4)
+    assert not arc["separated"] and arc["needed"] == documents_needed(0.6, 0.5)
+    assert found["tasks"]["arc_easy"]["available"] == documents("arc_easy")
+    mean = found["mean"]["wanda-50"]
+    assert mean["gap"] == pytest.approx(0.06) and mean["needed"] == documents_needed_mean([(0.6, 0.5), (0.7, 0.68)])
+    assert reports.zero_shot_power(_power_records(dense, wanda, None), against=("sparsegpt-50",)) == {}
+
+
+def test_documents_needed_for_a_mean_is_fewer_than_for_its_noisiest_task():
+    from prunelib.report.statistics import documents_needed, documents_needed_mean
+
+    pairs = [(0.6, 0.5), (0.7, 0.6), (0.45, 0.35)]
+    assert documents_needed_mean(pairs) < min(documents_needed(p, q) for p, q in pairs)
+    assert documents_needed_mean([(0.6, 0.5)]) == documents_needed(0.6, 0.5)

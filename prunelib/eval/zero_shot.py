@@ -224,6 +224,16 @@ def _local_files(name: str, root: Path | None) -> list[Path] | None:
     return paths if all(path.is_file() for path in paths) else None
 
 
+@functools.cache
+def documents(name: str, data_dir: str | Path | None = None) -> int:
+    """How many documents task ``name``'s split holds in the local files: what ``limit=None``
+    evaluates, and the most any power analysis can ask of it."""
+    files = _local_files(name, _data_root(data_dir))
+    if files is None:
+        raise _missing_error({name: list(TASKS[name].files)}, _data_root(data_dir), None)
+    return len(TASKS[name].records(*files))
+
+
 def _hub_offline() -> bool:
     """Whether the Hugging Face libraries are told not to use the network (env or their constants)."""
     if any(os.environ.get(var, "").upper() in ("1", "ON", "YES", "TRUE") for var in _OFFLINE_VARS):

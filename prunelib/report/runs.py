@@ -15,7 +15,7 @@ from ..core.methods import METHODS
 from ..eval.zero_shot import TASKS, ZERO_SHOT_TASKS
 from ..experiments.runs import Run, stored
 from ..experiments.suites import SWEEP_SPARSITIES
-from .statistics import compare, spread
+from .statistics import Z95, compare, documents_needed, documents_needed_mean, gap_interval, spearman, spread
 
 LABELS = {"dense": "dense", **{name: method.label for name, method in METHODS.items()}}
 PENDING = "pending"
@@ -259,3 +259,60 @@ def plot_seeds(records: Mapping[Run, dict | None], ax=None):
     ax.set_ylabel("WikiText-2 perplexity (log)")
     ax.legend(fontsize=8, title="dotted: dense", title_fontsize=8)
     return ax
+
+
+def zero_shot_power(records: Mapping[Run, dict | None], against: Iterable[str] = ("wanda-50", "sparsegpt-50"),
+                    tasks: Iterable[str] = ZERO_SHOT_TASKS) -> dict:
+    """Can this sample of documents tell the dense model from the ``against`` runs (by name)?
+
+    Per task, from the stored zero-shot results (each task's :data:`PREFERRED` metric): the dense
+    accuracy and whether its 95% interval lies above chance (``above``); per compared run, the gap
+    dense minus run, its unpaired 95% interval, whether that excludes 0, and the documents per
+    model a gap of this size needs for 80% power next to the documents the task has. ``mean``
+    does the same for the mean over the tasks above chance. Returns ``{"tasks": {...}, "mean":
+    {...}, "kept": [...], "n": documents scored per task}``; empty while a run is pending."""
+    from ..eval.zero_shot import documents
+
+    rows = {run_label(row["spec"]) if row["spec"].method != "dense" else "dense": row
+            for row in zero_shot_rows(records, tasks) if row["record"] is not None}
+    named = {row["spec"].name: row for row in rows.values()}
+    if "dense" not in rows or any(name not in named for name in against):
+        return {}
+    dense = rows["dense"]
+    results = dense["record"]["zero_shot"]["tasks"]
+    found: dict = {"tasks": {}, "kept": [], "n": dense["record"]["zero_shot"]["limit"]}
+    for task, (p, se) in dense["scores"].items():
+        n, chance = results[task]["n"], results[task]["chance"]
+        entry = {"dense": p, "se": se, "chance": chance, "above": p - Z95 * se > chance, "available": documents(task),
+                 "n": n, "against": {}}
+        for name in against:
+            q = named[name]["scores"][task][0]
+            low, high = gap_interval(p, n, q, n)
+            entry["against"][name] = {"accuracy": q, "gap": p - q, "low": low, "high": high,
+                                      "separated": low > 0 or high < 0, "needed": documents_needed(p, q)}
+        found["tasks"][task] = entry
+        if entry["above"]:
+            found["kept"].append(task)
+    kept = found["kept"]
+    found["mean"] = {}
+    for name in against:
+        pairs = [(found["tasks"][t]["dense"], found["tasks"][t]["against"][name]["accuracy"]) for t in kept]
+        if not pairs:
+            continue
+        n = found["n"]
+        gap = sum(p - q for p, q in pairs) / len(pairs)
+        se = math.sqrt(sum(p * (1 - p) / n + q * (1 - q) / n for p, q in pairs)) / len(pairs)
+        found["mean"][name] = {"gap": gap, "low": gap - Z95 * se, "high": gap + Z95 * se,
+                               "separated": abs(gap) > Z95 * se, "needed": documents_needed_mean(pairs),
+                               "available": min(found["tasks"][t]["available"] for t in kept)}
+    return found
+
+
+def perplexity_accuracy_correlation(records: Mapping[Run, dict | None], tasks: Iterable[str] | None = None) -> dict | None:
+    """Spearman's rho between perplexity and mean accuracy (over ``tasks``, default all) of the
+    stored zero-shot runs, with its 95% interval (:func:`~prunelib.report.statistics.spearman`);
+    None with fewer than 4 runs."""
+    rows = [row for row in zero_shot_rows(records, tasks or ZERO_SHOT_TASKS) if row["mean"] is not None]
+    if len(rows) < 4:
+        return None
+    return spearman([row["record"]["ppl"] for row in rows], [row["mean"][0] for row in rows])

@@ -69,6 +69,18 @@ def documents_needed(p1: float, p2: float, z: float = Z95, power_z: float = Z_PO
     return math.ceil((z + power_z) ** 2 * (p1 * (1 - p1) + p2 * (1 - p2)) / (p1 - p2) ** 2)
 
 
+def documents_needed_mean(pairs: Sequence[tuple[float, float]], z: float = Z95,
+                          power_z: float = Z_POWER80) -> int | None:
+    """Documents per task and model for the interval of the gap of *mean* accuracies over ``k``
+    tasks, ``pairs`` of true ``(p1, p2)``, to exclude 0 with that power:
+    ``n = (z + z_beta)^2 sum(p1 q1 + p2 q2) / (k^2 gap^2)``; None when the means are equal."""
+    gap = sum(p1 - p2 for p1, p2 in pairs) / len(pairs)
+    if gap == 0:
+        return None
+    variance = sum(p1 * (1 - p1) + p2 * (1 - p2) for p1, p2 in pairs)
+    return math.ceil((z + power_z) ** 2 * variance / (len(pairs) ** 2 * gap**2))
+
+
 def ranks(values: Sequence[float]) -> list[float]:
     """1-based ranks, ties sharing their mean rank."""
     order = sorted(range(len(values)), key=lambda i: values[i])
