@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..core.allocate import inverse_sensitivity, owl
 from ..core.methods import METHODS
 from ..eval.zero_shot import ZERO_SHOT_TASKS
@@ -130,5 +132,21 @@ def seeds_suite(profile: Profile | str | None = None) -> list[Run]:
     return [spec for model in (profile.model, *([second] if second else [])) for spec in core_suite(profile, model=model)]
 
 
-SUITES = {"sweep": sweep_suite, "seeds": seeds_suite, "sensitivity": sensitivity_suite, "allocation": allocation_suite,
+#: chapter 6's zero-shot comparison: the tasks on which the dense model's 95% interval lies above
+#: chance in the sweep's 100-document pilot, and the documents per task that give 80% power to the
+#: pilot's gap of mean accuracy between dense and both 50% runs (tests/test_suites_zero_shot.py)
+ZERO_SHOT_KEPT = ("arc_easy", "hellaswag", "piqa")
+ZERO_SHOT_DOCUMENTS = 500
+
+
+def zero_shot_suite(profile: Profile | str | None = None) -> list[Run]:
+    """The core table's runs (seed 0) scored on :data:`ZERO_SHOT_KEPT` with
+    :data:`ZERO_SHOT_DOCUMENTS` documents each (the ``ci`` profile: its own few)."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    limit = profile.zero_shot_limit if profile.name == "ci" else ZERO_SHOT_DOCUMENTS
+    return [replace(spec, zero_shot=ZERO_SHOT_KEPT, zero_shot_limit=limit)
+            for spec in core_suite(profile, seeds=(profile.seed,))]
+
+
+SUITES = {"sweep": sweep_suite, "seeds": seeds_suite, "zero-shot": zero_shot_suite, "sensitivity": sensitivity_suite, "allocation": allocation_suite,
           "quantization": quantization_suite}
