@@ -1,4 +1,4 @@
-"""The zero-shot suite's design follows from the committed 100-document pilot (the sweep's runs)."""
+"""The core suites of issue 16: seeds on two models, and the zero-shot design that follows from the pilot."""
 
 from prunelib.eval.zero_shot import documents
 from prunelib.experiments import suites
@@ -23,3 +23,15 @@ def test_zero_shot_suite_scores_the_core_runs_on_the_kept_tasks():
     assert all(s.zero_shot == suites.ZERO_SHOT_KEPT and s.zero_shot_limit == suites.ZERO_SHOT_DOCUMENTS
                for s in suite)
     assert all(s.zero_shot_limit == 4 for s in suites.zero_shot_suite("ci"))
+
+
+def test_seeds_suite_repeats_only_calibrated_runs_on_both_models():
+    suite = suites.seeds_suite("cpu")
+    assert len(suite) == len(set(suite)) == 2 * (3 + 4 * len(suites.SEEDS))
+    assert {s.model for s in suite} == {"smollm2-135m", suites.TRANSFER["smollm2-135m"]}
+    for spec in suite:
+        assert ("seed" in spec.definition()) == spec.uses_calibration
+        assert spec.zero_shot == () and spec.nsamples == 64 and spec.max_windows == 16
+    first = suite[: len(suite) // 2]
+    assert [s.seed for s in first if s.uses_calibration] == [s for s in suites.SEEDS for _ in range(4)]
+    assert {s.model for s in suites.seeds_suite("ci")} == {"smollm2-135m"}
