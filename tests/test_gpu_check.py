@@ -81,5 +81,7 @@ def test_gpu_check_dry_run_exercises_every_part_and_says_what_it_skipped(tmp_pat
     for row, spec in zip(rows, [s for m in check.MODELS for s in core_suite("ci", model=m, seeds=(0,))]):
         stored = json.loads((root / row["file"]).read_text())
         assert stored["ppl"] == row["ppl"] and math.isfinite(row["ppl"]) and stored["run"] == spec.definition()
-        target = 0.0 if spec.method == "dense" else 0.5
-        assert row["sparsity"] == pytest.approx(target, abs=0.01)
+        if spec.method == "dense":  # the dequantized GGUF weights' own exact zeros (Gemma's Q4_K_M has some)
+            assert 0 <= row["sparsity"] < 0.1
+        else:
+            assert row["sparsity"] == pytest.approx(0.5, abs=0.01)
