@@ -15,11 +15,14 @@ switch one candidate cause off, and measures the model's perplexity:
   already-quantized blocks before it; and ``mix`` variants that keep GPTQ's weights in some
   linears and RTN's in the others (which layers carry the loss).
 - ``outlier tokens``: ``H`` with each token's input scaled to unit norm, or without each
-  window's first token, so a few massive activations cannot dominate the fit.
+  window's first token, so a few massive activations cannot dominate the fit; or with the first
+  token counted once per position that attends to it (``first-weighted``): the first position is
+  the attention sink, whose value every later token reads.
 
 Every variant reports the perplexity and the geometric mean over linears of the relative output
 error ``||WX - W'X||^2 / ||WX||^2`` on the calibration inputs (:func:`prunelib.core.hessian.relative_error`)
-that the variant's own walk saw. Results are written per variant as they finish, so a stopped run
+that the variant's own walk saw, also per linear type, over all tokens and on each window's first
+token alone. Results are written per variant as they finish, so a stopped run
 resumes; the protocol is recorded once.
 
     python benchmarks/gptq_anomaly.py                          # SmolLM2, every variant
@@ -38,6 +41,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "results" / "diagnostics"
+#: the rtn and gptq variants' weights, kept for the mix variants of a later invocation (not committed)
+CACHE = Path.home() / ".cache" / "prunebook" / "gptq_anomaly"
 
 #: name -> what differs from the baseline GPTQ (int4-g64, percdamp 0.01, sequential inputs, all tokens)
 VARIANTS = {
@@ -46,6 +51,7 @@ VARIANTS = {
     "gptq-dense-inputs": {"inputs": "dense"},
     "gptq-token-norm": {"hessian": "token-norm"},
     "gptq-after-first-token": {"hessian": "after-first"},
+    "gptq-first-token-weighted": {"hessian": "first-weighted"},
     "gptq-damp-0.1": {"percdamp": 0.1},
     "gptq-damp-1": {"percdamp": 1.0},
     "gptq-act-order": {"act_order": True},
@@ -61,6 +67,8 @@ VARIANTS = {
     "mix-gptq-mlp": {"method": "mix", "gptq_in": ["mlp"]},
     "mix-gptq-qk": {"method": "mix", "gptq_in": ["q_proj", "k_proj"]},
     "mix-gptq-v-o": {"method": "mix", "gptq_in": ["v_proj", "o_proj"]},
+    "mix-gptq-v": {"method": "mix", "gptq_in": ["v_proj"]},
+    "mix-gptq-o": {"method": "mix", "gptq_in": ["o_proj"]},
     "mix-gptq-gate-up": {"method": "mix", "gptq_in": ["gate_proj", "up_proj"]},
     "mix-gptq-down": {"method": "mix", "gptq_in": ["down_proj"]},
     "mix-gptq-first-half": {"method": "mix", "gptq_blocks": "first-half"},
@@ -70,9 +78,28 @@ BASELINE = {"method": "gptq", "quantize": "int4-g64", "percdamp": 0.01, "act_ord
             "hessian": "all", "noise": 0.0}
 
 
+class PlainAndFirst:
+    """The library's ``H`` over all tokens, and ``H_first`` of each window's first position alone
+    (where attention sinks sit: every later token reads that position's value)."""
+
+    def __init__(self, columns: int, device="cpu"):
+        from prunelib.core.stats import HessianStat
+
+        self.all, self.first = HessianStat(columns, device), HessianStat(columns, device)
+
+    def update(self, x: torch.Tensor) -> None:
+        self.all.update(x)
+        self.first.update(x[:, :1])  # one window (1, seqlen, d) per call
+
+    @property
+    def H(self) -> torch.Tensor:
+        return self.all.H
+
+
 def hessian_stat(kind: str):
     """The input statistic GPTQ fits: ``all`` tokens (the library's), ``token-norm`` (each token's
-    input scaled to unit norm) or ``after-first`` (each window's first position left out)."""
+    input scaled to unit norm), ``after-first`` (each window's first position left out) or
+    ``first-weighted`` (the first position counted once per position that attends to it)."""
     from prunelib.core.stats import HessianStat
 
     class TokenNorm(HessianStat):
@@ -84,7 +111,14 @@ def hessian_stat(kind: str):
         def update(self, x: torch.Tensor) -> None:
             super().update(x[:, 1:])  # one window (1, seqlen, d) per call
 
-    return {"all": HessianStat, "token-norm": TokenNorm, "after-first": AfterFirst}[kind]
+    class FirstWeighted(HessianStat):
+        def update(self, x: torch.Tensor) -> None:
+            x = x.clone()
+            x[:, 0] *= math.sqrt(x.shape[1])  # weight seqlen in x x^T
+            super().update(x)
+
+    return {"all": HessianStat, "token-norm": TokenNorm, "after-first": AfterFirst,
+            "first-weighted": FirstWeighted}[kind]
 
 
 def off_grid(model, sigma: float, seed: int = 0) -> None:
@@ -103,25 +137,26 @@ def off_grid(model, sigma: float, seed: int = 0) -> None:
 
 
 @torch.no_grad()
-def quantize_walk(model, calibration: torch.Tensor, config: dict, quiet: bool = False) -> dict[str, float]:
+def quantize_walk(model, calibration: torch.Tensor, config: dict,
+                  quiet: bool = False) -> tuple[dict[str, float], dict[str, float]]:
     """Quantize every decoder linear of ``model`` in place, block by block, as
     :func:`prunelib.model.quantize.quantize_model` does, with ``config``'s switches; returns each
-    linear's relative output error on the calibration inputs it saw (all tokens)."""
+    linear's relative output error on the calibration inputs it saw, over all tokens and on each
+    window's first token alone."""
     from tqdm import tqdm
 
     from prunelib.core.gptq import gptq
     from prunelib.core.hessian import relative_error
     from prunelib.core.quantize import rtn
-    from prunelib.core.stats import HessianStat
     from prunelib.model.architecture import block_linears, decoder_blocks, set_weight_matrix, weight_matrix
     from prunelib.model.walk import InputStatistics, capture_block_inputs
 
     calls = capture_block_inputs(model, calibration.split(1), torch.device("cpu"))
     fitted = hessian_stat(config["hessian"])
-    errors = {}
+    errors, first = {}, {}
     for index, block in enumerate(tqdm(decoder_blocks(model), desc=config["method"], disable=quiet, unit="block")):
         linears = block_linears(block)
-        with InputStatistics(linears, HessianStat, where=f"block {index}") as plain:
+        with InputStatistics(linears, PlainAndFirst, where=f"block {index}") as plain:
             for call in calls:
                 call.run(block, index)
         fit = plain
@@ -138,10 +173,11 @@ def quantize_walk(model, calibration: torch.Tensor, config: dict, quiet: bool = 
                 new = gptq(W, fit[name].H, config["quantize"], mask=W != 0, percdamp=config["percdamp"],
                            act_order=config["act_order"], name=f"{index}.{name}").weight
             errors[f"{index}.{name}"] = relative_error(W, new, plain[name].H)
+            first[f"{index}.{name}"] = relative_error(W, new, plain[name].first.H)
             set_weight_matrix(module, new)
         for position, call in enumerate(calls):
             call.hidden = dense_outputs[position] if dense_outputs else call.run(block, index)
-    return errors
+    return errors, first
 
 
 def mix(model, config: dict, weights: dict[str, dict[str, torch.Tensor]]) -> None:
@@ -158,6 +194,14 @@ def mix(model, config: dict, weights: dict[str, dict[str, torch.Tensor]]) -> Non
             else:
                 chosen = (index < len(blocks) // 2) == (config["gptq_blocks"] == "first-half")
             set_weight_matrix(module, weights["gptq" if chosen else "rtn"][where])
+
+
+def kind_geomeans(errors: dict[str, float]) -> dict[str, float]:
+    """Geometric mean of the errors per linear type (``self_attn.v_proj``, ...)."""
+    kinds: dict[str, list[float]] = {}
+    for where, value in errors.items():
+        kinds.setdefault(where.split(".", 1)[1], []).append(value)
+    return {kind: geomean(values) for kind, values in kinds.items()}
 
 
 def geomean(values) -> float:
@@ -215,22 +259,29 @@ def main() -> None:
         start = time.perf_counter()
         if config["noise"]:
             off_grid(model, config["noise"])
-        errors = None
+        errors = first = None
         if config["method"] == "mix":
             for source in ("rtn", "gptq"):
-                if source not in weights:  # the full variants' weights, recomputed when not in memory
+                cache = CACHE / f"{args.model}-{args.calibration}-{source}.pt"
+                if source not in weights and cache.is_file():
+                    weights[source] = torch.load(cache)
+                if source not in weights:  # the full variants' weights, recomputed when not kept
                     model.load_state_dict(dense)
                     quantize_walk(model, calibration, {**BASELINE, **VARIANTS[source]}, quiet=True)
                     weights[source] = {where: weight_matrix(m).detach().clone() for where, m in linears}
+                    CACHE.mkdir(parents=True, exist_ok=True)
+                    torch.save(weights[source], cache)
             model.load_state_dict(dense)
             mix(model, config, weights)
         elif config["method"] != "none":
-            errors = quantize_walk(model, calibration, config)
+            errors, first = quantize_walk(model, calibration, config)
             if name in ("rtn", "gptq"):
                 weights[name] = {where: weight_matrix(m).detach().clone() for where, m in linears}
         result = {"config": config, "ppl": evaluate(), "seconds": time.perf_counter() - start}
         if errors:
             result["layer_error_geomean"] = geomean(errors.values())
+            result["layer_error_by_type"] = kind_geomeans(errors)
+            result["first_token_error_by_type"] = kind_geomeans(first)
             result["layer_errors"] = errors
         record["variants"][name] = result
         record.update(versions=versions(), threads=torch.get_num_threads(), finished=now(),
