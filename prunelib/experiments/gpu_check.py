@@ -8,8 +8,9 @@ Three parts, each writing what it measured even when a later one fails:
 2. ``end_to_end``: both embedded models, every block linear 2:4-masked, prefill and decode
    tokens/s dense versus converted (:func:`prunelib.eval.speed.llama.measure_end_to_end`).
 3. ``perplexity``: the core table (:func:`prunelib.experiments.suites.core_suite`, seed 0) of
-   both embedded models under the ``cpu`` protocol, on the GPU, through the run cache, so the
-   records sit next to the CPU ones (``device`` is part of a run's key).
+   both embedded models under the ``cpu`` protocol, on the GPU in float32 like the CPU runs,
+   through the run cache, so the records sit next to the CPU ones (``device`` is part of a run's
+   key) and each GPU perplexity can be compared with its CPU twin.
 
 A **dry run** (forced where no CUDA GPU of sm80+ is found) does every step but the kernels:
 it builds each 2:4 weight and checks the pattern and each backend's shape rules, loads both
@@ -39,7 +40,7 @@ from ..eval.speed.semi import BACKENDS, cuda_problem, qualifying_linears, weight
 from ..eval.speed.timing import error_text, past
 from ..model.loading import load_model
 from .executors import run_all
-from .runs import profile_root
+from .runs import _MODELS, profile_root
 from .suites import TRANSFER, core_suite
 
 #: the models of the end-to-end and perplexity parts: the embedded default and its transfer model
@@ -120,6 +121,8 @@ def perplexity_part(*, dry: bool, root: Path | None, deadline: float | None,
     root = profile_root(protocol, root)
     rows = []
     for name in MODELS:
+        if not dry:
+            _float32_on_cuda(name)
         for spec in core_suite(protocol, model=name, seeds=(0,)):
             spec = spec if dry else replace(spec, device="cuda")
             row = {"model": name, "run": spec.name}
@@ -135,6 +138,16 @@ def perplexity_part(*, dry: bool, root: Path | None, deadline: float | None,
             progress(f"{name} {spec.name}: " + (row["error"] if "error" in row else f"ppl {row['ppl']:.2f}"))
             rows.append(row)
     return rows
+
+
+def _float32_on_cuda(name: str) -> None:
+    """Load ``name`` in float32 on the GPU into the runs' model holder, so part 3 computes in the
+    CPU runs' dtype and the two tables can be compared number for number (``load_model`` would
+    pick float16 on CUDA, in which Gemma 3's activations overflow). A :class:`Run` has no dtype
+    field yet; the records name the dtype."""
+    model, tokenizer = load_model(name, dtype="float32", device="cuda", quiet=True)
+    _MODELS.name, _MODELS.model, _MODELS.tokenizer = (name, "cuda"), model, tokenizer
+    _MODELS.dense = {key: value.detach().clone() for key, value in model.state_dict().items()}
 
 
 def gpu_check(*, dry_run: bool = False, root: Path | None = None, budget_s: float | None = None,
