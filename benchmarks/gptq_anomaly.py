@@ -204,6 +204,26 @@ def kind_geomeans(errors: dict[str, float]) -> dict[str, float]:
     return {kind: geomean(values) for kind, values in kinds.items()}
 
 
+@torch.no_grad()
+def attention_to_first(model, windows: torch.Tensor) -> list[float]:
+    """Per block, the mean attention probability that a query at position ``>= 1`` puts on key 0
+    (heads and queries averaged) over ``windows`` ``(n, seqlen)``: how much of every token's
+    attention output is the first position's value."""
+    from prunelib.model.architecture import decoder_blocks
+
+    previous = model.config._attn_implementation
+    model.set_attn_implementation("eager")  # the only implementation that returns the probabilities
+    try:
+        sums = [0.0] * len(decoder_blocks(model))
+        for window in windows.split(1):
+            attentions = model(window, output_attentions=True, use_cache=False).attentions
+            for index, probabilities in enumerate(attentions):  # (1, heads, seqlen, seqlen)
+                sums[index] += probabilities[0, :, 1:, 0].mean().item()
+    finally:
+        model.set_attn_implementation(previous)
+    return [total / windows.shape[0] for total in sums]
+
+
 def geomean(values) -> float:
     values = list(values)
     return math.exp(sum(map(math.log, values)) / len(values))
@@ -216,6 +236,8 @@ def main() -> None:
     parser.add_argument("--calibration", type=int, default=32, help="C4 windows of 1024 tokens (seed 0)")
     parser.add_argument("--windows", type=int, default=8, help="WikiText-2 test windows of 2048 tokens")
     parser.add_argument("--out", type=Path, default=None, help="default results/diagnostics/gptq_anomaly-<model>.json")
+    parser.add_argument("--sink-windows", type=int, default=4,
+                        help="WikiText-2 test windows of the calibration length for the attention on the first position")
     args = parser.parse_args()
 
     from prunelib import data
@@ -243,6 +265,12 @@ def main() -> None:
         record = {"question": "why does INT4 GPTQ lose to round-to-nearest on the whole model?",
                   "protocol": protocol, "variants": {}}
     weights: dict[str, dict[str, torch.Tensor]] = {}
+    if record.get("attention_to_first", {}).get("windows") != args.sink_windows:
+        seqlen = profile.calib_seqlen  # eager attention keeps every block's (heads, seqlen, seqlen) probabilities
+        shares = attention_to_first(model, tokens[0, : args.sink_windows * seqlen].reshape(-1, seqlen))
+        record["attention_to_first"] = {"windows": args.sink_windows, "seqlen": seqlen, "per_block": shares,
+                                        "mean": sum(shares) / len(shares)}
+        print(f"attention on the first position: {record['attention_to_first']['mean']:.3f} (mean over blocks)")
 
     def evaluate() -> float:
         return perplexity(model, tokens, seqlen=profile.eval_seqlen, max_windows=args.windows, quiet=True)["ppl"]
