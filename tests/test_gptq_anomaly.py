@@ -71,3 +71,17 @@ def test_mix_takes_gptq_weights_only_where_named(anomaly):
     anomaly.mix(model, {"gptq_in": ["v_proj"]}, weights)
     for where, value in _weights(model).items():
         assert torch.all(value == (1.0 if "v_proj" in where else 0.0)), where
+
+
+def test_attention_to_first_is_the_mean_probability_on_key_zero_and_restores_the_implementation(anomaly):
+    model = tiny_model("llama", attention="sdpa")
+    windows = _calibration(model)
+    shares = anomaly.attention_to_first(model, windows)
+    assert model.config._attn_implementation == "sdpa"
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        expected = [sum(model(w, output_attentions=True).attentions[b][0, :, 1:, 0].mean().item()
+                        for w in windows.split(1)) / len(windows) for b in range(len(decoder_blocks(model)))]
+    assert shares == pytest.approx(expected) and all(0 < s < 1 for s in shares)
+    # brute force for one query: a row of causal softmax probabilities sums to 1 over keys 0..i
+    assert sum(model(windows[:1], output_attentions=True).attentions[0][0, 0, 5, :6].tolist()) == pytest.approx(1.0)
