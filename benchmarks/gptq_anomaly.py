@@ -55,6 +55,7 @@ VARIANTS = {
     "gptq-damp-0.1": {"percdamp": 0.1},
     "gptq-damp-1": {"percdamp": 1.0},
     "gptq-act-order": {"act_order": True},
+    "gptq-act-order-first-token-weighted": {"act_order": True, "hessian": "first-weighted"},
     "rtn-g32": {"method": "rtn", "quantize": "int4-g32"},
     "gptq-g32": {"quantize": "int4-g32"},
     "rtn-g192": {"method": "rtn", "quantize": "int4-g192"},
