@@ -156,3 +156,40 @@ def test_documents_needed_for_a_mean_is_fewer_than_for_its_noisiest_task():
     pairs = [(0.6, 0.5), (0.7, 0.6), (0.45, 0.35)]
     assert documents_needed_mean(pairs) < min(documents_needed(p, q) for p, q in pairs)
     assert documents_needed_mean([(0.6, 0.5)]) == documents_needed(0.6, 0.5)
+
+
+def _two_model_records(values):
+    """The ci core suite on two models; ``values[model][(method, column)]`` as in :func:`_seed_records`."""
+    records = {}
+    for model in values:
+        for spec in suites.core_suite("ci", model=model):
+            found = values[model].get((spec.method, reports.column(spec)))
+            if isinstance(found, list):
+                found = found[spec.seed] if spec.seed < len(found) else None
+            records[spec] = None if found is None else {"ppl": found}
+    return records
+
+
+def test_transfer_findings_compare_mean_ratios_per_model_and_flag_a_reversal():
+    records = _two_model_records({
+        "smollm2-135m": {("magnitude", "50%"): 400.0, ("wanda", "50%"): [45.0, 46.0, 47.0],
+                         ("sparsegpt", "50%"): [42.0, 42.0, 42.0], ("wanda", "2:4"): [170.0],
+                         ("sparsegpt", "2:4"): [84.0, 86.0]},
+        "gemma3-270m": {("magnitude", "50%"): 12000.0, ("wanda", "50%"): [60.0, 61.0],
+                        ("sparsegpt", "50%"): [62.0, 66.0]},
+    })
+    rows = {row["claim"]: row for row in reports.transfer_findings(records)}
+    fifty = rows["SparseGPT beats Wanda at 50%"]
+    small, gemma = fifty["models"]["smollm2-135m"], fifty["models"]["gemma3-270m"]
+    assert small["ratio"] == pytest.approx(46.0 / 42.0) and small["holds"] and small["exceeds"] is True
+    # Gemma: Wanda 60.5 ± 0.71 against SparseGPT 64 ± 2.83: reversed, and the gap 3.5 is within 3.54
+    assert gemma["ratio"] == pytest.approx(60.5 / 64.0) and not gemma["holds"] and gemma["exceeds"] is False
+    assert fifty["transfers"] is False
+    assert rows["Wanda beats magnitude at 50%"]["transfers"] is True
+    two_four = rows["SparseGPT beats Wanda at 2:4"]
+    assert two_four["models"]["smollm2-135m"]["exceeds"] is None  # Wanda 2:4: one seed, no spread yet
+    assert two_four["models"]["gemma3-270m"] is None and two_four["transfers"] is None  # Gemma pending
+    table = reports.transfer_table(records).splitlines()
+    assert table[0] == "| finding | smollm2-135m: ratio | gemma3-270m: ratio | holds on all |"
+    assert "| SparseGPT beats Wanda at 50% | 1.10 (beyond spread) | 0.95 (within spread) | **no** |" in table
+    assert "| SparseGPT beats Wanda at 2:4 | 2.00 (one seed) | pending | pending |" in table

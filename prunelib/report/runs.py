@@ -142,9 +142,14 @@ def zero_shot_rows(records: Mapping[Run, dict | None], tasks: Iterable[str] = ZE
     return rows
 
 
+def method_label(method: str, where: str) -> str:
+    """``dense``, ``Wanda 50%``, ``SparseGPT 2:4``, ... for a method and its :func:`column`."""
+    return "dense" if method == "dense" else f"{LABELS[method]} {where}"
+
+
 def run_label(spec: Run) -> str:
-    """``dense``, ``Wanda 50%``, ``SparseGPT 2:4``, ..."""
-    return "dense" if spec.method == "dense" else f"{LABELS[spec.method]} {column(spec)}"
+    """:func:`method_label` of a run."""
+    return method_label(spec.method, column(spec))
 
 
 def zero_shot_table(records: Mapping[Run, dict | None], tasks: Iterable[str] = ZERO_SHOT_TASKS) -> str:
@@ -210,8 +215,7 @@ def seed_table(records: Mapping[Run, dict | None]) -> str:
     rows = list(dict.fromkeys((method, where) for _, method, where in groups))
     lines = ["| run | " + " | ".join(models) + " |", "|---|" + "---:|" * len(models)]
     for method, where in rows:
-        label = LABELS[method] if method == "dense" else f"{LABELS[method]} {where}"
-        lines.append(f"| {label} | " + " | ".join(_mean_std(groups.get((m, method, where), [])) for m in models) + " |")
+        lines.append(f"| {method_label(method, where)} | " + " | ".join(_mean_std(groups.get((m, method, where), [])) for m in models) + " |")
     return "\n".join(lines)
 
 
@@ -227,14 +231,78 @@ def seed_comparisons(records: Mapping[Run, dict | None]) -> list[dict]:
             if (other_model, other_where) != (model, where) or method == "dense" or other == "dense" \
                     or not values or not others or not method < other:
                 continue
-            result = compare(values, others)
-            if any(METHODS[name].uses_calibration and len(seen) < 2 for name, seen in ((method, values), (other, others))):
-                result["exceeds"] = None
+            result = _judged(values, others, (method, other))
             better, worse = (method, other) if result["gap"] < 0 else (other, method)
             found.append({"model": model, "pattern": where, "better": better, "worse": worse,
                           "gap": abs(result["gap"]), "spread": result["spread"], "exceeds": result["exceeds"],
                           "seeds": min(len(values), len(others))})
     return found
+
+
+def _judged(values: list[float], others: list[float], methods: tuple[str, str]) -> dict:
+    """:func:`~prunelib.report.statistics.compare`, with ``exceeds`` None while a calibrated method
+    has fewer than two seeds stored (no spread measured yet)."""
+    result = compare(values, others)
+    if any(METHODS[name].uses_calibration and len(seen) < 2 for name, seen in zip(methods, (values, others))):
+        result["exceeds"] = None
+    return result
+
+
+#: the core table's findings, checked on every model of the seeds suite: (claim, (method, column)
+#: of the run claimed higher in perplexity, (method, column) of the run claimed lower)
+FINDINGS = (
+    ("SparseGPT beats Wanda at 50%", ("wanda", "50%"), ("sparsegpt", "50%")),
+    ("SparseGPT beats Wanda at 2:4", ("wanda", "2:4"), ("sparsegpt", "2:4")),
+    ("Wanda beats magnitude at 50%", ("magnitude", "50%"), ("wanda", "50%")),
+    ("Wanda beats magnitude at 2:4", ("magnitude", "2:4"), ("wanda", "2:4")),
+    ("2:4 costs more than 50% (Wanda)", ("wanda", "2:4"), ("wanda", "50%")),
+    ("2:4 costs more than 50% (SparseGPT)", ("sparsegpt", "2:4"), ("sparsegpt", "50%")),
+)
+
+
+def transfer_findings(records: Mapping[Run, dict | None], findings=FINDINGS) -> list[dict]:
+    """Each finding on each model: ``{"claim", "models": {model: None (runs pending) or {"ratio":
+    mean higher / mean lower, "holds": ratio > 1, "exceeds": the gap against the summed seed
+    deviations (None with one seed)}}, "transfers": True when it holds on every model, False when
+    not, None while a model is pending}``."""
+    groups = seed_groups(records)
+    models = list(dict.fromkeys(model for model, _, _ in groups))
+    found = []
+    for claim, higher, lower in findings:
+        per_model = {}
+        for model in models:
+            a, b = groups.get((model, *higher)), groups.get((model, *lower))
+            if not a or not b:
+                per_model[model] = None
+                continue
+            judged = _judged(a, b, (higher[0], lower[0]))
+            ratio = spread(a)[0] / spread(b)[0]
+            per_model[model] = {"ratio": ratio, "holds": ratio > 1, "exceeds": judged["exceeds"]}
+        seen = [entry["holds"] for entry in per_model.values() if entry is not None]
+        transfers = None if len(seen) < len(per_model) else all(seen)
+        found.append({"claim": claim, "models": per_model, "transfers": transfers})
+    return found
+
+
+def transfer_table(records: Mapping[Run, dict | None], findings=FINDINGS) -> str:
+    """Markdown: one row per finding, per model the ratio of the two mean perplexities (above 1:
+    the finding holds) and whether the gap exceeds the seed spread, then whether it holds on every
+    model."""
+    rows = transfer_findings(records, findings)
+    models = list(rows[0]["models"]) if rows else []
+
+    def cell(entry):
+        if entry is None:
+            return PENDING
+        judged = {True: "beyond spread", False: "within spread", None: "one seed"}[entry["exceeds"]]
+        return f"{entry['ratio']:,.2f} ({judged})"
+
+    lines = ["| finding | " + " | ".join(f"{m}: ratio" for m in models) + " | holds on all |",
+             "|---|" + "---:|" * len(models) + "---|"]
+    for row in rows:
+        holds = {True: "yes", False: "**no**", None: PENDING}[row["transfers"]]
+        lines.append(f"| {row['claim']} | " + " | ".join(cell(row["models"][m]) for m in models) + f" | {holds} |")
+    return "\n".join(lines)
 
 
 def plot_seeds(records: Mapping[Run, dict | None], ax=None):
