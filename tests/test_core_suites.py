@@ -35,3 +35,14 @@ def test_seeds_suite_repeats_only_calibrated_runs_on_both_models():
     first = suite[: len(suite) // 2]
     assert [s.seed for s in first if s.uses_calibration] == [s for s in suites.SEEDS for _ in range(4)]
     assert {s.model for s in suites.seeds_suite("ci")} == {"smollm2-135m"}
+
+
+def test_transfer_suite_is_the_sweep_up_to_70_percent_on_the_second_model_sharing_the_seed_runs():
+    suite = suites.transfer_suite("cpu")
+    second = suites.TRANSFER["smollm2-135m"]
+    assert {s.model for s in suite} == {second} and len(suite) == len(set(suite))
+    assert [(s.method, s.sparsity) for s in suite[1:]] == [(m, s) for m in suites.METHODS
+                                                          for s in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)]
+    shared = set(suite) & set(suites.core_suite("cpu", model=second, seeds=(0,)))
+    assert {(s.method, s.sparsity) for s in shared} == {("dense", 0.0), *((m, 0.5) for m in suites.METHODS)}
+    assert suites.transfer_suite("ci") == []

@@ -150,5 +150,23 @@ def zero_shot_suite(profile: Profile | str | None = None) -> list[Run]:
             for spec in core_suite(profile, seeds=(profile.seed,))]
 
 
-SUITES = {"sweep": sweep_suite, "seeds": seeds_suite, "zero-shot": zero_shot_suite, "sensitivity": sensitivity_suite, "allocation": allocation_suite,
-          "quantization": quantization_suite}
+#: the transfer sweep's sparsities: the sweep's up to 70%, where every method still tells something
+TRANSFER_SPARSITIES = tuple(s for s in SWEEP_SPARSITIES if s <= 0.7)
+
+
+def transfer_suite(profile: Profile | str | None = None) -> list[Run]:
+    """Chapter 6's sweep on the profile's :data:`TRANSFER` model: dense, then
+    :data:`TRANSFER_SPARSITIES` unstructured for every method, seed 0, perplexity only, so that the
+    dense and 50% runs are the seeds suite's. Empty for a model without a transfer model (and for
+    ``ci``, which keeps to its own model). Its block sensitivities and allocation runs:
+    ``PRUNEBOOK_MODEL=<transfer model> prunelib experiments --suite allocation``."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    model = TRANSFER.get(profile.model) if profile.name != "ci" else None
+    if model is None:
+        return []
+    return [Run.from_profile(profile, model=model)] + [
+        Run.from_profile(profile, model=model, method=method, sparsity=s) for method in METHODS for s in TRANSFER_SPARSITIES]
+
+
+SUITES = {"sweep": sweep_suite, "seeds": seeds_suite, "zero-shot": zero_shot_suite, "transfer": transfer_suite,
+          "sensitivity": sensitivity_suite, "allocation": allocation_suite, "quantization": quantization_suite}
