@@ -193,3 +193,13 @@ def test_transfer_findings_compare_mean_ratios_per_model_and_flag_a_reversal():
     assert table[0] == "| finding | smollm2-135m: ratio | gemma3-270m: ratio | holds on all |"
     assert "| SparseGPT beats Wanda at 50% | 1.10 (beyond spread) | 0.95 (within spread) | **no** |" in table
     assert "| SparseGPT beats Wanda at 2:4 | 2.00 (one seed) | pending | pending |" in table
+
+
+def test_plot_tradeoff_marks_the_pareto_front():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    points = {"dense": (270.0, 20.0), "INT8": (140.0, 20.5), "INT4": (80.0, 30.0), "bad": (150.0, 40.0)}
+    ax, front = reports.plot_tradeoff(points, xlabel="MB")
+    assert front == ["dense", "INT8", "INT4"]  # "bad" is larger and worse than INT8
+    assert ax.get_yscale() == "log" and len(ax.texts) == 4

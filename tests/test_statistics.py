@@ -77,3 +77,27 @@ def test_spearman_without_ties_matches_the_textbook_formula_and_has_an_interval_
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40])["rho"] == 1
     with pytest.raises(PrunelibError):
         spearman([1, 2, 3], [1, 2, 3])
+
+
+def test_pareto_front_keeps_exactly_the_undominated_points():
+    from prunelib.report.statistics import pareto_front
+
+    assert pareto_front([(1, 5), (2, 2), (3, 3), (5, 1), (2, 2)]) == [0, 1, 3, 4]  # (3, 3) is dominated by (2, 2)
+    assert pareto_front([]) == []
+    rng = random.Random(0)
+
+    def weakly_better(q, p):
+        return all(a <= b for a, b in zip(q, p))
+
+    for _ in range(200):
+        dims = rng.choice((2, 3))
+        points = [tuple(rng.randint(0, 6) for _ in range(dims)) for _ in range(rng.randint(1, 12))]
+        kept = pareto_front(points)
+        front = [points[i] for i in kept]
+        # the front is a set of mutual trade-offs, and every dropped point is beaten by one on it
+        assert all(not weakly_better(q, p) or q == p for p in front for q in front)
+        for i, p in enumerate(points):
+            if i not in kept:
+                assert any(weakly_better(q, p) and q != p for q in front)
+        # the minimum of each coordinate is always on the front
+        assert all(min(p[k] for p in points) == min(q[k] for q in front) for k in range(dims))

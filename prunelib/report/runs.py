@@ -15,7 +15,8 @@ from ..core.methods import METHODS
 from ..eval.zero_shot import TASKS, ZERO_SHOT_TASKS
 from ..experiments.runs import Run, stored
 from ..experiments.suites import SWEEP_SPARSITIES
-from .statistics import Z95, compare, documents_needed, documents_needed_mean, gap_interval, spearman, spread
+from .statistics import (Z95, compare, documents_needed, documents_needed_mean, gap_interval, pareto_front, spearman,
+                         spread)
 
 LABELS = {"dense": "dense", **{name: method.label for name, method in METHODS.items()}}
 PENDING = "pending"
@@ -327,6 +328,32 @@ def plot_seeds(records: Mapping[Run, dict | None], ax=None):
     ax.set_ylabel("WikiText-2 perplexity (log)")
     ax.legend(fontsize=8, title="dotted: dense", title_fontsize=8)
     return ax
+
+
+def plot_tradeoff(points: Mapping[str, tuple[float, float]], *, xlabel: str, ylabel: str = "WikiText-2 perplexity (log)",
+                  ax=None, logy: bool = True):
+    """Scatter ``{label: (x, y)}`` (both to be minimized, e.g. megabytes and perplexity), label every
+    point, and join the Pareto front (:func:`~prunelib.report.statistics.pareto_front`) by a step
+    line; returns ``(axes, labels on the front)``."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    labels = list(points)
+    front = [labels[i] for i in pareto_front([points[label] for label in labels])]
+    for label in labels:
+        x, y = points[label]
+        on = label in front
+        ax.scatter([x], [y], s=36 if on else 20, color="tab:red" if on else "tab:gray", zorder=3)
+        ax.annotate(label, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ordered = sorted(points[label] for label in front)
+    ax.step([x for x, _ in ordered], [y for _, y in ordered], where="post", color="tab:red", linewidth=1,
+            label="Pareto front: nothing is both smaller and better")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    return ax, front
 
 
 def zero_shot_power(records: Mapping[Run, dict | None], against: Iterable[str] = ("wanda-50", "sparsegpt-50"),

@@ -116,3 +116,13 @@ def spearman(x: Sequence[float], y: Sequence[float], z: float = Z95) -> dict:
     half = z * 1.03 / math.sqrt(len(x) - 3)
     return {"rho": rho, "low": math.tanh(math.atanh(rho) - half), "high": math.tanh(math.atanh(rho) + half),
             "n": len(x)}
+
+
+def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
+    """Indices (in input order) of the points no other point dominates, every coordinate to be
+    minimized: ``q`` dominates ``p`` when ``q_k <= p_k`` for all ``k`` and ``q != p``. Equal
+    points are all kept. (Perplexity against megabytes; flip the sign of a coordinate to maximize it.)"""
+    def dominates(q, p):
+        return all(a <= b for a, b in zip(q, p)) and any(a < b for a, b in zip(q, p))
+
+    return [i for i, p in enumerate(points) if not any(dominates(q, p) for q in points)]
