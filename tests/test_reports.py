@@ -203,3 +203,7 @@ def test_plot_tradeoff_marks_the_pareto_front():
     ax, front = reports.plot_tradeoff(points, xlabel="MB")
     assert front == ["dense", "INT8", "INT4"]  # "bad" is larger and worse than INT8
     assert ax.get_yscale() == "log" and len(ax.texts) == 4
+    _, front = reports.plot_tradeoff({**points, "INT8 again": (140.5, 20.6)}, xlabel="MB")
+    labels = [text.get_text() for text in matplotlib.pyplot.gca().texts]
+    assert "INT8 / INT8 again" in labels and len(labels) == 4  # within 1%: one label for both
+    assert front == ["dense", "INT8", "INT4"]

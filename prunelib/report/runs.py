@@ -331,28 +331,41 @@ def plot_seeds(records: Mapping[Run, dict | None], ax=None):
 
 
 def plot_tradeoff(points: Mapping[str, tuple[float, float]], *, xlabel: str, ylabel: str = "WikiText-2 perplexity (log)",
-                  ax=None, logy: bool = True):
+                  ax=None, logy: bool = True, close: float = 0.01):
     """Scatter ``{label: (x, y)}`` (both to be minimized, e.g. megabytes and perplexity), label every
-    point, and join the Pareto front (:func:`~prunelib.report.statistics.pareto_front`) by a step
-    line; returns ``(axes, labels on the front)``."""
+    point, and join the Pareto front (:func:`~prunelib.report.statistics.pareto_front`) by a red
+    step line; points within ``close`` (relative) of each other in both coordinates share one
+    label. Returns ``(axes, labels on the front)``."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     ax = ax or plt.subplots(figsize=(7, 4))[1]
     labels = list(points)
     front = [labels[i] for i in pareto_front([points[label] for label in labels])]
+    shown: list[tuple[tuple[float, float], list[str]]] = []
     for label in labels:
         x, y = points[label]
-        on = label in front
+        near = next((group for (gx, gy), group in shown
+                     if abs(gx - x) <= close * abs(gx) and abs(gy - y) <= close * abs(gy)), None)
+        if near is None:
+            shown.append(((x, y), [label]))
+        else:
+            near.append(label)
+    for (x, y), group in shown:
+        on = any(label in front for label in group)
         ax.scatter([x], [y], s=36 if on else 20, color="tab:red" if on else "tab:gray", zorder=3)
-        ax.annotate(label, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.annotate(" / ".join(group), (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points",
+                    color="black" if on else "dimgray")
     ordered = sorted(points[label] for label in front)
-    ax.step([x for x, _ in ordered], [y for _, y in ordered], where="post", color="tab:red", linewidth=1,
-            label="Pareto front: nothing is both smaller and better")
+    ax.step([x for x, _ in ordered], [y for _, y in ordered], where="post", color="tab:red", linewidth=1)
     if logy:
         ax.set_yscale("log")
+        plain = FuncFormatter(lambda value, _: f"{value:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+        ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
     return ax, front
 
 
