@@ -351,10 +351,18 @@ def plot_tradeoff(points: Mapping[str, tuple[float, float]], *, xlabel: str, yla
             shown.append(((x, y), [label]))
         else:
             near.append(label)
-    for (x, y), group in shown:
+    xs = [x for (x, _), _ in shown]
+    ys = [math.log(y) if logy else y for (_, y), _ in shown]
+    width, height = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
+    placed: list[tuple[float, float]] = []  # label anchors in units of the data range
+    for (x, y), group in sorted(shown, key=lambda item: -item[0][1]):
         on = any(label in front for label in group)
         ax.scatter([x], [y], s=36 if on else 20, color="tab:red" if on else "tab:gray", zorder=3)
-        ax.annotate(" / ".join(group), (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points",
+        u, v, drop = (x - min(xs)) / width, ((math.log(y) if logy else y) - min(ys)) / height, 0
+        while any(abs(u - pu) < 0.25 and abs(v - drop * 0.035 - pv) < 0.035 for pu, pv in placed):
+            drop += 1  # a label close above: move this one down a line until it is clear
+        placed.append((u, v - drop * 0.035))
+        ax.annotate(" / ".join(group), (x, y), fontsize=7, xytext=(4, 3 - 9 * drop), textcoords="offset points",
                     color="black" if on else "dimgray")
     ordered = sorted(points[label] for label in front)
     ax.step([x for x, _ in ordered], [y for _, y in ordered], where="post", color="tab:red", linewidth=1)
