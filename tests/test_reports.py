@@ -207,3 +207,13 @@ def test_plot_tradeoff_marks_the_pareto_front():
     labels = [text.get_text() for text in matplotlib.pyplot.gca().texts]
     assert "INT8 / INT8 again" in labels and len(labels) == 4  # within 1%: one label for both
     assert front == ["dense", "INT8", "INT4"]
+
+
+def test_correlation_text_states_the_interval_or_why_there_is_none():
+    from prunelib.report.statistics import spearman
+
+    assert reports.correlation_text(None).startswith("not measurable")
+    assert reports.correlation_text(spearman([1, 2, 3, 4], [4, 3, 2, 1])) == \
+        "-1.00 over 4 runs (a perfect order, so no Fisher interval; exact p = 0.083)"
+    text = reports.correlation_text(spearman([1, 2, 3, 4, 5, 6, 7, 8, 9], [2, 1, 4, 3, 6, 5, 8, 7, 9]))
+    assert text.startswith("0.93 over 9 runs (95% interval") and "exact p" not in text

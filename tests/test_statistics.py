@@ -101,3 +101,17 @@ def test_pareto_front_keeps_exactly_the_undominated_points():
                 assert any(weakly_better(q, p) and q != p for q in front)
         # the minimum of each coordinate is always on the front
         assert all(min(p[k] for p in points) == min(q[k] for q in front) for k in range(dims))
+
+
+def test_spearman_exact_p_counts_orderings_at_least_as_extreme():
+    from prunelib.report.statistics import spearman
+
+    perfect = spearman([1, 2, 3, 4], [40, 30, 20, 10])
+    assert perfect["rho"] == -1 and perfect["p"] == pytest.approx(2 / 24)  # rho = +1 or -1: 2 of 4! orders
+    five = spearman([1, 2, 3, 4, 5], [2, 1, 3, 4, 5])  # rho = 0.9: orders with |rho| >= 0.9
+    import itertools
+    from prunelib.report.statistics import pearson
+    extreme = sum(abs(pearson([1, 2, 3, 4, 5], list(o))) >= 0.9 - 1e-12 for o in itertools.permutations([1, 2, 3, 4, 5]))
+    assert five["rho"] == pytest.approx(0.9) and five["p"] == pytest.approx(extreme / 120)
+    assert extreme == 10  # rho = 1 and the 4 adjacent swaps, on each side
+    assert spearman(list(range(9)), list(range(9)))["p"] is None  # past EXACT_N: no enumeration

@@ -424,6 +424,17 @@ def zero_shot_power(records: Mapping[Run, dict | None], against: Iterable[str] =
     return found
 
 
+def correlation_text(found: dict | None) -> str:
+    """``"-0.64 over 7 runs (95% interval -0.94 to 0.24; exact p = 0.139)"`` for a
+    :func:`~prunelib.report.statistics.spearman` result; a perfect order has no interval."""
+    if found is None:
+        return "not measurable with fewer than 4 runs"
+    spread_text = (f"95% interval {found['low']:.2f} to {found['high']:.2f}" if abs(found["rho"]) < 1
+                   else "a perfect order, so no Fisher interval")
+    exact = f"; exact p = {found['p']:.3f}" if found.get("p") is not None else ""
+    return f"{found['rho']:.2f} over {found['n']} runs ({spread_text}{exact})"
+
+
 def perplexity_accuracy_correlation(records: Mapping[Run, dict | None], tasks: Iterable[str] | None = None) -> dict | None:
     """Spearman's rho between perplexity and mean accuracy (over ``tasks``, default all) of the
     stored zero-shot runs, with its 95% interval (:func:`~prunelib.report.statistics.spearman`);

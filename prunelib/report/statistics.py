@@ -106,16 +106,33 @@ def pearson(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 def spearman(x: Sequence[float], y: Sequence[float], z: float = Z95) -> dict:
-    """``{"rho", "low", "high", "n"}``: Spearman's rank correlation and its Fisher-z interval
-    (needs at least 4 pairs)."""
+    """``{"rho", "low", "high", "n", "p"}``: Spearman's rank correlation, its Fisher-z interval
+    (degenerate, ``low = high = rho``, when the ranks agree perfectly) and, for at most
+    :data:`EXACT_N` pairs, the exact two-sided permutation p-value (else None). Needs at least 4 pairs."""
     if len(x) != len(y) or len(x) < 4:
         raise PrunelibError(f"Spearman's interval needs at least 4 pairs of equal length, got {len(x)} and {len(y)}")
-    rho = pearson(ranks(x), ranks(y))
-    if abs(rho) == 1:
-        return {"rho": rho, "low": rho, "high": rho, "n": len(x)}
+    rx, ry = ranks(x), ranks(y)
+    rho = pearson(rx, ry)
+    found = {"rho": rho, "n": len(x), "p": _permutation_p(rx, ry, rho) if len(x) <= EXACT_N else None}
+    if abs(rho) == 1:  # Fisher's z is infinite: no interval, only the exact p says how surprising it is
+        return {**found, "low": rho, "high": rho}
     half = z * 1.03 / math.sqrt(len(x) - 3)
-    return {"rho": rho, "low": math.tanh(math.atanh(rho) - half), "high": math.tanh(math.atanh(rho) + half),
-            "n": len(x)}
+    return {**found, "low": math.tanh(math.atanh(rho) - half), "high": math.tanh(math.atanh(rho) + half)}
+
+
+#: up to this many pairs :func:`spearman` also gives the exact two-sided permutation p-value (n! orders)
+EXACT_N = 8
+
+
+def _permutation_p(rx: Sequence[float], ry: Sequence[float], rho: float) -> float:
+    """Share of the orderings of ``ry`` whose rank correlation with ``rx`` is at least as far from 0."""
+    import itertools
+
+    hits = total = 0
+    for order in itertools.permutations(ry):
+        total += 1
+        hits += abs(pearson(rx, order)) >= abs(rho) - 1e-12
+    return hits / total
 
 
 def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
