@@ -111,6 +111,59 @@ def test_seed_comparisons_judge_a_gap_against_the_summed_deviations_and_wait_for
     assert found["2:4", "sparsegpt", "wanda"]["exceeds"] is None  # Wanda 2:4 has one seed so far
 
 
+def test_seed_verdict_states_the_gap_against_the_summed_deviations_in_both_directions():
+    records = _seed_records({("wanda", "50%"): [45.0, 46.0, 47.0], ("sparsegpt", "50%"): [42.0, 44.0, 46.0],
+                             ("wanda", "2:4"): [170.0, 171.0, 172.0], ("sparsegpt", "2:4"): [84.0, 85.0, 86.0]})
+    model = next(iter(records)).model
+    # 50%: means 46 and 44, deviations 1 and 2: a gap of 2 within a spread of 3
+    within = reports.seed_verdict(records, model, "50%")
+    assert (within["better"], within["worse"], within["exceeds"]) == ("sparsegpt", "wanda", False)
+    assert within["means"] == {"wanda": (46.0, 1.0), "sparsegpt": (44.0, 2.0)} and within["seeds"] == 3
+    assert within["text"] == "SparseGPT is lower than Wanda by 2.00, within the summed seed deviations (3.00)"
+    # 2:4: means 171 and 85, deviations 1 and 1: a gap of 86 beyond a spread of 2
+    beyond = reports.seed_verdict(records, model, "2:4", methods=("sparsegpt", "wanda"))  # the order does not matter
+    assert beyond["exceeds"] is True and beyond["means"]["sparsegpt"] == (85.0, 1.0)
+    assert beyond["text"] == "SparseGPT is lower than Wanda by 86.00, more than the summed seed deviations (2.00)"
+
+
+def test_seed_verdict_waits_for_runs_and_for_a_second_seed():
+    records = _seed_records({("wanda", "50%"): [45.0], ("sparsegpt", "50%"): [42.0, 43.0], ("wanda", "2:4"): [170.0]})
+    model = next(iter(records)).model
+    one_seed = reports.seed_verdict(records, model, "50%")
+    assert one_seed["exceeds"] is None
+    assert one_seed["counts"] == {"wanda": 1, "sparsegpt": 2}
+    assert one_seed["text"] == ("SparseGPT is lower than Wanda by 2.50, with one seed of Wanda stored so far: "
+                                "no spread to judge it by yet")
+    assert reports.seed_verdict(records, model, "2:4") is None  # SparseGPT 2:4 is still to compute
+    records = _seed_records({("wanda", "2:4"): [170.0], ("sparsegpt", "2:4"): [84.0]})
+    assert reports.seed_verdict(records, model, "2:4")["text"] == (
+        "SparseGPT is lower than Wanda by 86.00, with one seed each of SparseGPT and Wanda stored so far: "
+        "no spread to judge it by yet")
+    assert reports.seed_verdict(records, "another-model", "50%") is None
+
+
+def test_provenance_flattens_a_record_and_names_what_it_lacks():
+    record = {"model": {"name": "smollm2-135m", "gguf_file": "m.gguf", "gguf_sha256": "ab" * 32},
+              "calibration": {"path": "c4/c4.json.gz", "sha256": "cd" * 32, "nsamples": 64, "seqlen": 1024, "seed": 0},
+              "eval_data": {"path": "wikitext-2-raw/wiki.test.raw", "sha256": "ef" * 32, "split": "test", "tokens": 9},
+              "eval": {"windows": 16, "seqlen": 2048},
+              "versions": {"python": "3.11", "torch": "2.0", "prunelib": "0.1.0", "numpy": "2.4"}}
+    found = reports.provenance(record)
+    assert found["model_file"] == "m.gguf" and found["model_sha"] == "ab" * 32
+    assert (found["calib_file"], found["nsamples"], found["calib_seqlen"], found["seed"]) == (
+        "c4/c4.json.gz", 64, 1024, 0)
+    assert (found["eval_file"], found["eval_split"], found["windows"], found["eval_seqlen"]) == (
+        "wikitext-2-raw/wiki.test.raw", "test", 16, 2048)
+    assert found["versions"] == "python 3.11, torch 2.0, prunelib 0.1.0"
+    cli = reports.provenance({"eval": {"path": "wikitext-2-raw/wiki.test.raw", "sha256": "ef" * 32, "windows": 2,
+                                       "seqlen": 256}})  # as `prunelib pipeline --json` writes it
+    assert (cli["eval_file"], cli["eval_sha"], cli["windows"], cli["eval_seqlen"]) == (
+        "wikitext-2-raw/wiki.test.raw", "ef" * 32, 2, 256)
+    bare = reports.provenance({"model": {"name": "gpt2", "source": "hub: gpt2"}})
+    assert bare["model_file"] == "hub: gpt2" and bare["model_sha"] == "none (not a GGUF file)"
+    assert bare["calib_file"] == bare["windows"] == bare["versions"] == reports.NOT_RECORDED
+
+
 def _power_records(dense, wanda, sparsegpt, n=100):
     """The ci sweep's zero-shot runs with every task at the given accuracy (chance from the task)."""
     chance = {"arc_easy": 0.25, "arc_challenge": 0.25, "hellaswag": 0.25, "winogrande": 0.5, "piqa": 0.5,

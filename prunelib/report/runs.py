@@ -1,6 +1,6 @@
 """Tables and figures of the experiment suites, rendered from stored results.
 
-Chapter 6 (and the book's summary) show the sweep as a table and a quality-versus-sparsity plot,
+Chapter 8 (and the book's summary) show the sweep as a table and a quality-versus-sparsity plot,
 and zero-shot accuracy as a table. Everything here reads records of :mod:`prunelib.experiments`
 and never computes one: a run that has not been computed yet shows as ``pending``.
 """
@@ -223,8 +223,10 @@ def seed_table(records: Mapping[Run, dict | None]) -> str:
 def seed_comparisons(records: Mapping[Run, dict | None]) -> list[dict]:
     """Every pair of pruning methods at the same model and pattern, both with stored runs:
     ``{"model", "pattern", "better", "worse", "gap", "spread", "exceeds"}`` (:func:`~prunelib.report.statistics.compare`,
-    ``better`` the lower mean perplexity); ``exceeds`` is None while a calibrated method has fewer
-    than two seeds stored (no spread measured yet)."""
+    ``better`` the lower mean perplexity, ``seeds`` the smaller of the two seed counts, ``counts``
+    ``{method: seeds stored}`` and ``means`` ``{method: (mean, standard deviation)}`` of both);
+    ``exceeds`` is None while a calibrated method
+    has fewer than two seeds stored (no spread measured yet). :func:`seed_verdict` states one of them."""
     groups = seed_groups(records)
     found = []
     for (model, method, where), values in groups.items():
@@ -236,8 +238,80 @@ def seed_comparisons(records: Mapping[Run, dict | None]) -> list[dict]:
             better, worse = (method, other) if result["gap"] < 0 else (other, method)
             found.append({"model": model, "pattern": where, "better": better, "worse": worse,
                           "gap": abs(result["gap"]), "spread": result["spread"], "exceeds": result["exceeds"],
-                          "seeds": min(len(values), len(others))})
+                          "seeds": min(len(values), len(others)), "counts": {method: len(values), other: len(others)},
+                          "means": {method: spread(values), other: spread(others)}})
     return found
+
+
+def seed_verdict(records: Mapping[Run, dict | None], model: str, pattern: str,
+                 methods: tuple[str, str] = ("wanda", "sparsegpt")) -> dict | None:
+    """Which of two methods has the lower mean perplexity at one model and pattern, and whether the
+    calibration seeds can tell them apart.
+
+    The rule: the gap between the two mean perplexities over seeds is *larger than the seed spread*
+    when it exceeds the sum of the two methods' sample standard deviations, and *within* it
+    otherwise (with a few seeds this is a stated rule, not a test). While a method that reads
+    calibration data has fewer than two seeds stored, no spread is measured and the gap is not judged.
+
+    Returns None while either method has no stored run. Otherwise the entry of
+    :func:`seed_comparisons` (``better``, ``worse``, ``gap``, ``spread``, ``exceeds``, ``seeds``,
+    ``counts``: ``{method: seeds stored}``, and ``means``: ``{method: (mean, standard deviation)}``)
+    with ``text``, the finding as one sentence:
+    ``"SparseGPT is lower than Wanda by 2.80, more than the summed seed deviations (0.14)"``.
+    """
+    found = next((c for c in seed_comparisons(records) if (c["model"], c["pattern"]) == (model, pattern)
+                  and {c["better"], c["worse"]} == set(methods)), None)
+    if found is None:
+        return None
+    text = f"{LABELS[found['better']]} is lower than {LABELS[found['worse']]} by {found['gap']:,.2f}"
+    if found["exceeds"] is None:
+        single = [LABELS[m] for m in (found["better"], found["worse"])
+                  if found["counts"][m] < 2 and METHODS[m].uses_calibration]
+        which = f"of {single[0]}" if len(single) == 1 else "each of " + " and ".join(single)
+        text += f", with one seed {which} stored so far: no spread to judge it by yet"
+    else:
+        text += (", more than" if found["exceeds"] else ", within") + \
+            f" the summed seed deviations ({found['spread']:,.2f})"
+    return {**found, "text": text}
+
+
+NOT_RECORDED = "not recorded"
+
+
+def provenance(record: dict) -> dict[str, object]:
+    """The files and settings behind one stored record, flat, for a chapter's closing note.
+
+    ``model_file`` and ``model_sha`` (the GGUF file and its SHA-256; the model's source where it is no
+    GGUF file), ``calib_file``, ``calib_sha``, ``nsamples``, ``calib_seqlen`` and ``seed`` (the
+    calibration draw), ``eval_file``, ``eval_sha``, ``eval_split``, ``eval_tokens``, ``windows`` and
+    ``eval_seqlen`` (the evaluation: the file from ``eval_data``, or from ``eval`` as the command
+    line's records keep it; windows and length from ``eval``, else ``eval_data``), and
+    ``versions`` (python, torch, transformers and prunelib as one string). Data files are named as
+    the records store them, by their path relative to the data root. A field the record does not
+    hold is :data:`NOT_RECORDED`.
+    """
+    model = record.get("model") or {}
+    calibration = record.get("calibration") or {}
+    evaluation = record.get("eval") or {}
+    eval_data = record.get("eval_data") or evaluation  # the command line's records keep the file in ``eval``
+    versions = record.get("versions") or {}
+    return {
+        "model_file": model.get("gguf_file", model.get("source", NOT_RECORDED)),
+        "model_sha": model.get("gguf_sha256", "none (not a GGUF file)" if model else NOT_RECORDED),
+        "calib_file": calibration.get("path", calibration.get("hub", NOT_RECORDED)),
+        "calib_sha": calibration.get("sha256", NOT_RECORDED),
+        "nsamples": calibration.get("nsamples", NOT_RECORDED),
+        "calib_seqlen": calibration.get("seqlen", NOT_RECORDED),
+        "seed": calibration.get("seed", NOT_RECORDED),
+        "eval_file": eval_data.get("path", eval_data.get("hub", NOT_RECORDED)),
+        "eval_sha": eval_data.get("sha256", NOT_RECORDED),
+        "eval_split": eval_data.get("split", NOT_RECORDED),
+        "eval_tokens": eval_data.get("tokens", NOT_RECORDED),
+        "windows": evaluation.get("windows", eval_data.get("windows", NOT_RECORDED)),
+        "eval_seqlen": evaluation.get("seqlen", eval_data.get("seqlen", NOT_RECORDED)),
+        "versions": ", ".join(f"{name} {versions[name]}" for name in ("python", "torch", "transformers", "prunelib")
+                              if name in versions) or NOT_RECORDED,
+    }
 
 
 def _judged(values: list[float], others: list[float], methods: tuple[str, str]) -> dict:
