@@ -1,4 +1,4 @@
-"""Why does INT4 GPTQ lose to round-to-nearest on the whole embedded model? (chapter 8, issue 16)
+"""Why does INT4 GPTQ lose to round-to-nearest on the whole embedded model? (chapter 10, issue 16)
 
 On SmolLM2-135M, INT4-g64 GPTQ ends with a *higher* WikiText-2 perplexity than round-to-nearest
 (RTN), although it lowers every layer's output error, on calibration and on held-out inputs

@@ -1,4 +1,4 @@
-"""Does GPTQ's smaller layer error hold on text it was not fitted to? (chapter 8's open question)
+"""Does GPTQ's smaller layer error hold on text it was not fitted to? (chapter 10's open question)
 
 On the whole embedded model, INT4-g64 GPTQ ends with a *higher* WikiText-2 perplexity than
 round-to-nearest, although GPTQ lowers every layer's error on its calibration inputs. This script

@@ -1,4 +1,4 @@
-"""Recovering quality after pruning by training with the masks fixed (chapter 9), on the CPU.
+"""Recovering quality after pruning by training with the masks fixed (chapter 11), on the CPU.
 
 Every run prunes a fresh embedded model with the ``cpu`` profile's calibration (64 x 1024 C4
 tokens, seed 0), measures WikiText-2 test perplexity (the profile's 16 windows of 2048; the dense

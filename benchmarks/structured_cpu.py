@@ -1,4 +1,4 @@
-"""Structured pruning and N:M permutation on the embedded model, CPU profile (chapters 4 and 5).
+"""Structured pruning and N:M permutation on the embedded model, CPU profile (chapters 5 and 6).
 
 Quality phase: every run prunes a fresh model with the ``cpu`` profile's calibration
 (64 x 1024 C4 tokens, seed 0), evaluates WikiText-2 test perplexity (first 16 windows of

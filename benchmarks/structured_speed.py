@@ -1,4 +1,4 @@
-"""Speed of structured pruning on CPU: whole models and single matrices (chapter 4).
+"""Speed of structured pruning on CPU: whole models and single matrices (chapter 5).
 
 1. Models: reload each physically pruned model saved by ``benchmarks/structured_cpu.py``
    (``.cache/structured/<run>/``) with ``from_pretrained`` and measure prefill and decode

@@ -8,7 +8,7 @@ results and notebook outputs, writing what current code writes instead.
 * ``"dir": <the data root>`` in zero-shot records is dropped (the files are relative to it);
 * an embedded model's ``"source": /.../site-packages/<package>`` becomes ``"embedded: <wheel>"``,
   with the model's description and licence, as :func:`prunelib.model.provenance.model_record` writes;
-* chapter 10's temporary folder ``/tmp/prunebook-ch10-*/`` disappears from the printed command, as
+* chapter 12's temporary folder ``/tmp/prunebook-ch10-*/`` disappears from the printed command, as
   the chapter now runs the command inside that folder with relative paths.
 
 Numbers are never touched. Everything else that looks like an absolute path is reported.

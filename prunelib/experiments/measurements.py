@@ -1,4 +1,4 @@
-"""Chapter 7's measurements besides runs, cached like runs: the sensitivity of every block (or
+"""Chapter 9's measurements besides runs, cached like runs: the sensitivity of every block (or
 linear type, or linear) to pruning, and OWL's outlier ratio of every block."""
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ SWEEP_SPARSITIES = tuple(round(0.1 * i, 1) for i in range(1, 9))
 
 
 def sweep_suite(profile: Profile | str | None = None) -> list[Run]:
-    """Chapter 6: dense, then 10% ... 80% unstructured, 2:4 and 4:8 for every method. The dense,
+    """Chapter 8: dense, then 10% ... 80% unstructured, 2:4 and 4:8 for every method. The dense,
     50% and 2:4 runs also measure zero-shot accuracy on every task (the profile's ``zero_shot_limit``)."""
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     accuracy = dict(zero_shot=ZERO_SHOT_TASKS, zero_shot_limit=profile.zero_shot_limit)
@@ -36,7 +36,7 @@ OWL_M, OWL_LAMBDA = 5.0, 0.08
 
 def allocation_suite(profile: Profile | str | None = None, *, quiet: bool = False,
                      only_stored: bool = False) -> list[Run]:
-    """Chapter 7: uniform, inverse-sensitivity and OWL per-block sparsity for Wanda and SparseGPT
+    """Chapter 9: uniform, inverse-sensitivity and OWL per-block sparsity for Wanda and SparseGPT
     at 50%, 60% and 70%. Computes (or reads) the block sensitivities and outlier ratios first;
     with ``only_stored`` it reads them as stored (stale ones too) and computes nothing."""
     outliers = outlier_result(profile, m=OWL_M, quiet=quiet, only_stored=only_stored)
@@ -58,13 +58,13 @@ def allocation_suite(profile: Profile | str | None = None, *, quiet: bool = Fals
     return runs
 
 
-#: chapter 7's measurements besides runs: (method, units) of the sensitivities, and OWL's outlier ratios
+#: chapter 9's measurements besides runs: (method, units) of the sensitivities, and OWL's outlier ratios
 SENSITIVITIES = (("wanda", "block"), ("sparsegpt", "block"), ("wanda", "type"), ("wanda", "linear"))
 
 
 def sensitivity_suite(profile: Profile | str | None = None, *, only_stored: bool = False,
                       quiet: bool = False) -> dict[str, dict | None]:
-    """Chapter 7's sensitivities (:data:`SENSITIVITIES`) and outlier ratios, computed where missing
+    """Chapter 9's sensitivities (:data:`SENSITIVITIES`) and outlier ratios, computed where missing
     (or None with ``only_stored``), keyed ``"sensitivity-<method>-<units>"`` and ``"outliers"``."""
     results = {f"sensitivity-{method}-{units}": sensitivity_result(profile, method=method, units=units, quiet=quiet,
                                                                   only_stored=only_stored)
@@ -73,12 +73,12 @@ def sensitivity_suite(profile: Profile | str | None = None, *, only_stored: bool
     return results
 
 
-#: chapter 8's group size: divides SmolLM2's 576 and 1536 inputs and every 7B model's
+#: chapter 10's group size: divides SmolLM2's 576 and 1536 inputs and every 7B model's
 QUANT_GROUP = 64
 
 
 def quantization_suite(profile: Profile | str | None = None) -> list[Run]:
-    """Chapter 8: float16 storage, INT8 and INT4 (RTN and GPTQ), and quantization stacked on 50%
+    """Chapter 10: float16 storage, INT8 and INT4 (RTN and GPTQ), and quantization stacked on 50%
     and 2:4 pruning (GPTQ with the mask fixed, and SparseGPT's joint mode), every run stored as a
     compact file whose bytes are measured."""
     p, int4 = profile, f"int4-g{QUANT_GROUP}"
@@ -110,7 +110,7 @@ CORE = (("magnitude", 0.5, None), ("magnitude", None, "2:4"), ("wanda", 0.5, Non
 
 def core_suite(profile: Profile | str | None = None, *, model: str | None = None,
                seeds: tuple[int, ...] = SEEDS) -> list[Run]:
-    """Chapters 6 and 10's core table on one model (default the profile's): dense, then magnitude,
+    """Chapters 8 and 12's core table on one model (default the profile's): dense, then magnitude,
     Wanda and SparseGPT at 50% and 2:4, each calibrated method once per seed. Perplexity only;
     a run that uses no calibration (dense, magnitude) has no seed in its definition, so it is one
     run whatever ``seeds`` says: its spread over calibration draws is exactly zero."""
@@ -134,7 +134,7 @@ def seeds_suite(profile: Profile | str | None = None) -> list[Run]:
     return [spec for model in (profile.model, *([second] if second else [])) for spec in core_suite(profile, model=model)]
 
 
-#: chapter 6's zero-shot comparison: the tasks on which the dense model's 95% interval lies above
+#: chapter 8's zero-shot comparison: the tasks on which the dense model's 95% interval lies above
 #: chance in the sweep's 100-document pilot, and the documents per task that give 80% power to the
 #: pilot's gap of mean accuracy between dense and both 50% runs (tests/test_core_suites.py)
 ZERO_SHOT_KEPT = ("arc_easy", "hellaswag", "piqa")
@@ -155,7 +155,7 @@ TRANSFER_SPARSITIES = tuple(s for s in SWEEP_SPARSITIES if s <= 0.7)
 
 
 def transfer_suite(profile: Profile | str | None = None) -> list[Run]:
-    """Chapter 6's sweep on the profile's :data:`TRANSFER` model: dense, then
+    """Chapter 8's sweep on the profile's :data:`TRANSFER` model: dense, then
     :data:`TRANSFER_SPARSITIES` unstructured for every method, seed 0, perplexity only, so that the
     dense and 50% runs are the seeds suite's. Empty for a model without a transfer model (and for
     ``ci``, which keeps to its own model). Its block sensitivities and allocation runs:
