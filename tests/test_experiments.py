@@ -217,8 +217,12 @@ def test_allocation_suite_feeds_the_rules_and_hits_each_target(monkeypatch):
             assert len(spec.block_sparsity) == blocks
             assert weighted_mean(spec.block_sparsity, weights) == pytest.approx(spec.sparsity, abs=1e-9)
     assert {spec.label for spec in suite} == {None, "inverse-sensitivity", "owl"}
-    sweep = set(suites.sweep_suite("ci"))
-    assert all(spec in sweep for spec in suite if spec.label is None)  # uniform runs are the sweep's
+    uniform = [spec for spec in suite if spec.label is None]
+    assert all(not spec.zero_shot and spec.zero_shot_limit is None for spec in suite)  # perplexity only
+    sweep = {dataclasses.replace(spec, zero_shot=(), zero_shot_limit=None) for spec in suites.sweep_suite("ci")}
+    assert all(spec in sweep for spec in uniform)  # the sweep's runs, which share their results
+    core = set(suites.core_suite("ci", seeds=(0,)))
+    assert {spec for spec in uniform if spec.sparsity == 0.5} <= core  # at 50%: the core table's seed-0 runs
 
 
 @pytest.mark.slow

@@ -37,10 +37,12 @@ OWL_M, OWL_LAMBDA = 5.0, 0.08
 def allocation_suite(profile: Profile | str | None = None, *, quiet: bool = False,
                      only_stored: bool = False) -> list[Run]:
     """Chapter 9: uniform, inverse-sensitivity and OWL per-block sparsity for Wanda and SparseGPT
-    at 50%, 60% and 70%. Computes (or reads) the block sensitivities and outlier ratios first;
+    at 50%, 60% and 70%, perplexity only. Computes (or reads) the block sensitivities and outlier ratios first;
     with ``only_stored`` it reads them as stored (stale ones too) and computes nothing."""
     outliers = outlier_result(profile, m=OWL_M, quiet=quiet, only_stored=only_stored)
-    uniform = {(spec.method, spec.sparsity): spec for spec in sweep_suite(profile) if spec.nm is None}
+    # perplexity only: the sweep's runs at 60% and 70%, the core table's (seed 0) at 50%, on either model
+    uniform = {(spec.method, spec.sparsity): replace(spec, zero_shot=(), zero_shot_limit=None)
+               for spec in sweep_suite(profile) if spec.nm is None}
     runs = []
     for method in ("wanda", "sparsegpt"):
         sensitivity = sensitivity_result(profile, method=method, units="block", quiet=quiet, only_stored=only_stored)
