@@ -270,3 +270,64 @@ def test_correlation_text_states_the_interval_or_why_there_is_none():
         "-1.00 over 4 runs (a perfect order, so no Fisher interval; exact p = 0.083)"
     text = reports.correlation_text(spearman([1, 2, 3, 4, 5, 6, 7, 8, 9], [2, 1, 4, 3, 6, 5, 8, 7, 9]))
     assert text.startswith("0.93 over 9 runs (95% interval") and "exact p" not in text
+
+
+def _sweep_records(model, ppl, skip=()):
+    """Unstructured runs of every method on ``model`` up to 70%, perplexity ``ppl(method, s)``
+    (None: pending), dense 20; the (method, sparsity) pairs in ``skip`` pending too."""
+    found = {Run(model=model): {"ppl": 20.0, "sparsity": 0.0}}
+    for method in ("magnitude", "wanda", "sparsegpt"):
+        for s in suites.TRANSFER_SPARSITIES:
+            spec = Run(model=model, method=method, sparsity=s)
+            found[spec] = None if (method, s) in skip else {"ppl": ppl(method, s), "sparsity": s}
+    return found
+
+
+def _hyperbolic(method, s):
+    """20 / (1 - s)^k, k = 3 (magnitude), 1.2 (Wanda) or 1 (SparseGPT): every finding holds."""
+    return 20.0 / (1 - s) ** {"magnitude": 3.0, "wanda": 1.2, "sparsegpt": 1.0}[method]
+
+
+def test_reach_is_the_last_sparsity_before_the_first_run_above_the_line():
+    records = _sweep_records("m", _hyperbolic)
+    # SparseGPT: 20 / (1 - s) <= 2 * 20 exactly up to s = 0.5, above from 0.6
+    assert reports.reach(records, "sparsegpt", 2.0) == 50
+    # 1.1 x dense: 1 / (1 - 0.1) = 1.11 > 1.1 already at 10%
+    assert reports.reach(records, "sparsegpt", 1.1) == 0
+    assert reports.reach(records, "sparsegpt", 1e9) == 70  # never above: the highest swept sparsity
+    # a pending run below the crossing leaves the answer open; one above it does not matter
+    assert reports.reach(_sweep_records("m", _hyperbolic, skip={("sparsegpt", 0.3)}), "sparsegpt", 2.0) is None
+    assert reports.reach(_sweep_records("m", _hyperbolic, skip={("sparsegpt", 0.7)}), "sparsegpt", 2.0) == 50
+    assert reports.reach({spec: None for spec in records}, "sparsegpt", 2.0) is None  # dense pending
+
+
+def test_sweep_findings_hold_reverse_or_wait_per_model():
+    def reversed_lead(method, s):  # Wanda's ratio to SparseGPT shrinks with sparsity on this model
+        return _hyperbolic("sparsegpt", s) * (1.5 - s) if method == "wanda" else _hyperbolic(method, s)
+
+    records = {**_sweep_records("a", _hyperbolic), **_sweep_records("b", reversed_lead),
+               **_sweep_records("c", _hyperbolic, skip={("magnitude", 0.4)})}
+    rows = {row["claim"]: row for row in reports.sweep_findings(records)}
+    lead = rows["SparseGPT's lead over Wanda (their ratio) grows from 50% to 60% to 70%"]
+    assert lead["models"]["a"]["holds"] and not lead["models"]["b"]["holds"] and lead["transfers"] is False
+    assert lead["models"]["b"]["detail"] == "1.00 → 0.90 → 0.80"
+    worst = rows["Magnitude is the worst method at every sparsity from 30% to 70%"]
+    assert worst["models"]["a"]["holds"] and worst["models"]["c"] is None and worst["transfers"] is None
+    # 1.1 x dense: magnitude 1/(0.9^3) = 1.37 above at 10% (reach 0); Wanda, SparseGPT reach 0 too: not lower
+    assert rows["Within 10% of dense, magnitude reaches a lower sparsity than Wanda and SparseGPT"]["models"]["a"] == {
+        "holds": False, "detail": "0% / 0% / 0%"}
+    table = reports.sweep_findings_table(records).splitlines()
+    assert table[0] == "| finding | a | b | c | holds on all |"
+    assert any(line.startswith("| Magnitude is the worst") and line.endswith("| pending | pending |") for line in table)
+
+
+def test_relative_sweep_divides_each_model_by_its_own_dense_run():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    doubled = {spec: None if r is None else {**r, "ppl": 2 * r["ppl"]} for spec, r in _sweep_records("b", _hyperbolic).items()}
+    ax = reports.plot_relative_sweep({**_sweep_records("a", _hyperbolic), **doubled})
+    curves = [line for line in ax.get_lines() if line.get_label().startswith("SparseGPT")]
+    assert [line.get_linestyle() for line in curves] == ["-", "--"]
+    assert list(curves[0].get_ydata()) == list(curves[1].get_ydata())  # twice the perplexity, twice the dense
+    assert curves[0].get_ydata()[-1] == pytest.approx(1 / 0.3)

@@ -380,6 +380,148 @@ def transfer_table(records: Mapping[Run, dict | None], findings=FINDINGS) -> str
     return "\n".join(lines)
 
 
+def by_model(records: Mapping[Run, dict | None]) -> dict[str, dict[Run, dict | None]]:
+    """The records split by model, models in order of first appearance."""
+    split: dict[str, dict[Run, dict | None]] = {}
+    for spec, record in records.items():
+        split.setdefault(spec.model, {})[spec] = record
+    return split
+
+
+def _percent(name: str) -> int:
+    return int(name.rstrip("%"))
+
+
+def reach(records: Mapping[Run, dict | None], method: str, factor: float) -> int | None:
+    """The highest swept sparsity (in percent) up to which every unstructured run of ``method``
+    has a perplexity within ``factor`` times the dense one: :math:`\\max\\{s : \\mathrm{ppl}(s')
+    \\le f\\,\\mathrm{ppl}_0 \\text{ for all swept } s' \\le s\\}`, 0 when the lowest swept sparsity is
+    already above the line, the highest swept one when none is. None while the dense run, or a run
+    the answer depends on, is still to compute. One model's records."""
+    grid = sweep_grid(records)
+    dense = grid.get("dense", {}).get("dense")
+    if dense is None:
+        return None
+    best = 0
+    for name in sorted((n for n in grid.get(method, {}) if n.endswith("%")), key=_percent):
+        record = grid[method][name]
+        if record is None:
+            return None
+        if record["ppl"] > factor * dense["ppl"]:
+            return best
+        best = _percent(name)
+    return best
+
+
+def _ppl_at(grid: dict, method: str, percent: int) -> float | None:
+    record = grid.get(method, {}).get(f"{percent}%")
+    return None if record is None else record["ppl"]
+
+
+def _reach_order(records, factor: float) -> dict | None:
+    reached = {method: reach(records, method, factor) for method in ("magnitude", "wanda", "sparsegpt")}
+    if None in reached.values():
+        return None
+    return {"holds": reached["magnitude"] < min(reached["wanda"], reached["sparsegpt"]),
+            "detail": " / ".join(f"{value}%" for value in reached.values())}
+
+
+def _calibrated_agree(records, percents=(10, 20), tolerance=0.02) -> dict | None:
+    grid = sweep_grid(records)
+    pairs = [(_ppl_at(grid, "wanda", p), _ppl_at(grid, "sparsegpt", p)) for p in percents]
+    if any(None in pair for pair in pairs):
+        return None
+    worst = max(max(pair) / min(pair) for pair in pairs)
+    return {"holds": worst <= 1 + tolerance, "detail": f"largest ratio {worst:.3f}"}
+
+
+def _lead_grows(records, percents=(50, 60, 70)) -> dict | None:
+    grid = sweep_grid(records)
+    values = [(_ppl_at(grid, "wanda", p), _ppl_at(grid, "sparsegpt", p)) for p in percents]
+    if any(None in pair for pair in values):
+        return None
+    ratios = [w / g for w, g in values]
+    return {"holds": all(a < b for a, b in zip(ratios, ratios[1:])), "detail": " → ".join(f"{r:.2f}" for r in ratios)}
+
+
+def _magnitude_worst(records, percents=(30, 40, 50, 60, 70)) -> dict | None:
+    grid = sweep_grid(records)
+    margins = []
+    for p in percents:
+        found = [_ppl_at(grid, m, p) for m in ("magnitude", "wanda", "sparsegpt")]
+        if None in found:
+            return None
+        margins.append(found[0] / max(found[1:]))
+    return {"holds": min(margins) > 1, "detail": f"smallest ratio {min(margins):,.2f}"}
+
+
+#: chapter 8's sweep findings, checked on every model: (claim, check of one model's records giving
+#: None while runs are pending, else ``{"holds", "detail"}``)
+SWEEP_FINDINGS = (
+    ("Within 10% of dense, magnitude reaches a lower sparsity than Wanda and SparseGPT",
+     lambda records: _reach_order(records, 1.1)),
+    ("Within 2x of dense, magnitude reaches a lower sparsity than Wanda and SparseGPT",
+     lambda records: _reach_order(records, 2.0)),
+    ("Wanda and SparseGPT agree within 2% at 10% and 20%", _calibrated_agree),
+    ("SparseGPT's lead over Wanda (their ratio) grows from 50% to 60% to 70%", _lead_grows),
+    ("Magnitude is the worst method at every sparsity from 30% to 70%", _magnitude_worst),
+)
+
+
+def sweep_findings(records: Mapping[Run, dict | None], findings=SWEEP_FINDINGS) -> list[dict]:
+    """Each sweep finding on each model of ``records`` (the sweep of one model and the transfer
+    sweep of another, together): ``{"claim", "models": {model: None (runs pending) or {"holds",
+    "detail"}}, "transfers": True when it holds on every model, False when not, None while a model
+    is pending}``. One calibration draw per run: the seeds suite's spread at 50% is the yardstick."""
+    split = by_model(records)
+    found = []
+    for claim, check in findings:
+        per_model = {model: check(model_records) for model, model_records in split.items()}
+        seen = [entry["holds"] for entry in per_model.values() if entry is not None]
+        found.append({"claim": claim, "models": per_model,
+                      "transfers": None if len(seen) < len(per_model) else all(seen)})
+    return found
+
+
+def sweep_findings_table(records: Mapping[Run, dict | None], findings=SWEEP_FINDINGS) -> str:
+    """Markdown: one row per sweep finding, per model whether it holds and the numbers it rests on,
+    then whether it holds on every model."""
+    rows = sweep_findings(records, findings)
+    models = list(rows[0]["models"]) if rows else []
+
+    def cell(entry):
+        return PENDING if entry is None else f"{'yes' if entry['holds'] else '**no**'} ({entry['detail']})"
+
+    lines = ["| finding | " + " | ".join(models) + " | holds on all |", "|---|" + "---|" * len(models) + "---|"]
+    for row in rows:
+        holds = {True: "yes", False: "**no**", None: PENDING}[row["transfers"]]
+        lines.append(f"| {row['claim']} | " + " | ".join(cell(row["models"][m]) for m in models) + f" | {holds} |")
+    return "\n".join(lines)
+
+
+def plot_relative_sweep(records: Mapping[Run, dict | None], ax=None):
+    """Perplexity relative to each model's dense perplexity (log scale) against measured sparsity:
+    one colour per method, one line style per model, so that the two sweeps share one scale.
+    Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(8, 5))[1]
+    colours = {method: f"C{i}" for i, method in enumerate(METHODS)}
+    for style, (model, model_records) in zip(("-", "--", ":", "-."), by_model(records).items()):
+        dense = sweep_grid(model_records).get("dense", {}).get("dense")
+        if dense is None:
+            continue
+        for method, (x, y) in sweep_curves(model_records).items():
+            ax.plot(x, [value / dense["ppl"] for value in y], linestyle=style, marker="o", markersize=4,
+                    color=colours[method], label=f"{LABELS[method]}, {model}")
+    ax.axhline(1.1, color="gray", linestyle=":", linewidth=1, label="10% above dense")
+    ax.set_yscale("log")
+    ax.set_xlabel("sparsity of the prunable linears (measured)")
+    ax.set_ylabel("perplexity / dense perplexity (log scale)")
+    ax.legend(fontsize=8, ncol=2)
+    return ax
+
+
 def plot_seeds(records: Mapping[Run, dict | None], ax=None):
     """Bars of the mean perplexity (log scale) per method and pattern, one group per model, with
     error bars of one standard deviation over seeds; returns the axes."""
