@@ -468,25 +468,22 @@ SWEEP_FINDINGS = (
 )
 
 
-def sweep_findings(records: Mapping[Run, dict | None], findings=SWEEP_FINDINGS) -> list[dict]:
-    """Each sweep finding on each model of ``records`` (the sweep of one model and the transfer
-    sweep of another, together): ``{"claim", "models": {model: None (runs pending) or {"holds",
-    "detail"}}, "transfers": True when it holds on every model, False when not, None while a model
-    is pending}``. One calibration draw per run: the seeds suite's spread at 50% is the yardstick."""
-    split = by_model(records)
-    found = []
+def check_findings(findings, inputs_by_model: Mapping[str, object]) -> list[dict]:
+    """Each ``(claim, check)`` of ``findings`` on each model's input (a check returns None while
+    results are pending, else ``{"holds", "detail"}``): ``{"claim", "models": {model: entry},
+    "transfers": True when it holds on every model, False when not, None while a model is pending}``."""
+    rows = []
     for claim, check in findings:
-        per_model = {model: check(model_records) for model, model_records in split.items()}
+        per_model = {model: check(found) for model, found in inputs_by_model.items()}
         seen = [entry["holds"] for entry in per_model.values() if entry is not None]
-        found.append({"claim": claim, "models": per_model,
-                      "transfers": None if len(seen) < len(per_model) else all(seen)})
-    return found
+        rows.append({"claim": claim, "models": per_model,
+                     "transfers": None if len(seen) < len(per_model) else all(seen)})
+    return rows
 
 
-def sweep_findings_table(records: Mapping[Run, dict | None], findings=SWEEP_FINDINGS) -> str:
-    """Markdown: one row per sweep finding, per model whether it holds and the numbers it rests on,
-    then whether it holds on every model."""
-    rows = sweep_findings(records, findings)
+def findings_table(rows: list[dict]) -> str:
+    """Markdown of :func:`check_findings`: one row per finding, per model whether it holds and the
+    numbers it rests on, then whether it holds on every model."""
     models = list(rows[0]["models"]) if rows else []
 
     def cell(entry):
@@ -497,6 +494,18 @@ def sweep_findings_table(records: Mapping[Run, dict | None], findings=SWEEP_FIND
         holds = {True: "yes", False: "**no**", None: PENDING}[row["transfers"]]
         lines.append(f"| {row['claim']} | " + " | ".join(cell(row["models"][m]) for m in models) + f" | {holds} |")
     return "\n".join(lines)
+
+
+def sweep_findings(records: Mapping[Run, dict | None], findings=SWEEP_FINDINGS) -> list[dict]:
+    """:func:`check_findings` of the sweep findings on each model of ``records`` (the sweep of one
+    model and the transfer sweep of another, together). One calibration draw per run: the seeds
+    suite's spread at 50% is the yardstick."""
+    return check_findings(findings, by_model(records))
+
+
+def sweep_findings_table(records: Mapping[Run, dict | None], findings=SWEEP_FINDINGS) -> str:
+    """Markdown of :func:`sweep_findings` (:func:`findings_table`)."""
+    return findings_table(sweep_findings(records, findings))
 
 
 def plot_relative_sweep(records: Mapping[Run, dict | None], ax=None):

@@ -1,0 +1,122 @@
+r"""Chapter 9's findings on one model, stated so that they can fail, and checked on every model.
+
+A model's layer-wise results are its block sensitivities :math:`\Delta_b` (the perplexity
+increase when only block :math:`b` is pruned, one per method), OWL's outlier ratio of every block,
+and the allocation runs (uniform, inverse-sensitivity and OWL per method and target). From them
+:func:`layerwise_facts` computes the quantities the chapter states, and :data:`LAYERWISE_FINDINGS`
+turns each into a claim that holds, fails, or waits for results. A rank correlation counts as
+positive only when its 95% interval (:func:`~prunelib.report.statistics.spearman`) lies above 0.
+Everything here reads stored records and computes none.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from ..core.methods import METHODS
+from .runs import check_findings
+from .statistics import spearman
+
+#: (method, target, label) keys of an allocation run; label None is uniform sparsity
+RunKey = tuple[str, float, "str | None"]
+
+
+def block_increase(record: dict) -> list[float]:
+    r"""Per-block perplexity increase :math:`\Delta_b`, in block order, from a stored block sensitivity."""
+    return [record["increase"][str(b)] for b in range(len(record["block_parameters"]))]
+
+
+def top_blocks(values: list[float], k: int = 3) -> list[int]:
+    """Indices of the ``k`` largest values, largest first (ties: the lower index first)."""
+    return sorted(range(len(values)), key=lambda b: (-values[b], b))[:k]
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def allocation_changes(runs: Mapping[RunKey, dict | None], label: str) -> list[tuple[str, float, float]]:
+    r"""``(method, target, change)`` for every setting whose uniform and ``label`` runs are both stored:
+    the relative change of the perplexity, :math:`(\mathrm{ppl}_{label} - \mathrm{ppl}_{uniform}) / \mathrm{ppl}_{uniform}`."""
+    found = []
+    for (method, target, kind), record in runs.items():
+        uniform = runs.get((method, target, None))
+        if kind == label and record is not None and uniform is not None:
+            found.append((method, target, (record["ppl"] - uniform["ppl"]) / uniform["ppl"]))
+    return found
+
+
+def layerwise_facts(sensitivities: Mapping[str, dict | None], outliers: dict | None,
+                    runs: Mapping[RunKey, dict | None]) -> dict:
+    """One model's chapter-9 quantities; each is None while a result it needs is still to compute.
+
+    ``sensitivities`` maps a method (``"wanda"``, ``"sparsegpt"``) to its stored block sensitivity,
+    ``runs`` an allocation key to its stored run. Returns ``blocks``; per method ``top_<method>``
+    (the three most sensitive blocks) and ``max_over_median_<method>``; ``methods_rank``
+    (:func:`~prunelib.report.statistics.spearman` of the two methods' sensitivities),
+    ``outliers_depth`` and ``outliers_wanda`` (of the outlier ratios with the block index and with
+    Wanda's sensitivities); ``owl`` and ``inverse``: the :func:`allocation_changes` of each rule."""
+    increase = {method: block_increase(record) for method, record in sensitivities.items() if record is not None}
+    facts: dict = {"blocks": next((len(values) for values in increase.values()), None)}
+    for method in sensitivities:
+        values = increase.get(method)
+        facts[f"top_{method}"] = top_blocks(values) if values else None
+        facts[f"max_over_median_{method}"] = max(values) / median(values) if values and median(values) > 0 else None
+    both = [increase[m] for m in ("wanda", "sparsegpt") if m in increase]
+    facts["methods_rank"] = spearman(*both) if len(both) == 2 else None
+    ratios = outliers["ratios"] if outliers is not None else None
+    facts["outliers_depth"] = spearman(ratios, list(range(len(ratios)))) if ratios else None
+    facts["outliers_wanda"] = spearman(ratios, increase["wanda"]) if ratios and "wanda" in increase else None
+    for label, key in (("owl", "owl"), ("inverse-sensitivity", "inverse")):
+        expected = sum(1 for (_, _, kind) in runs if kind == label)
+        found = allocation_changes(runs, label)
+        facts[key] = found if expected and len(found) == expected else None
+    return facts
+
+
+def _positive(found: dict | None) -> dict | None:
+    if found is None:
+        return None
+    return {"holds": found["low"] > 0, "detail": f"ρ = {found['rho']:.2f} [{found['low']:.2f}, {found['high']:.2f}]"}
+
+
+def _first_block_fragile(facts: dict) -> dict | None:
+    tops = [facts.get(f"top_{m}") for m in ("wanda", "sparsegpt")]
+    if None in tops:
+        return None
+    return {"holds": all(0 in top for top in tops),
+            "detail": "; ".join(f"{name}: {', '.join(map(str, top))}" for name, top in zip(("Wanda", "SparseGPT"), tops))}
+
+
+def _beats_uniform(facts: dict, key: str, most: bool) -> dict | None:
+    found = facts.get(key)
+    if found is None:
+        return None
+    better = sum(change < 0 for _, _, change in found)
+    if most:
+        return {"holds": 2 * better > len(found), "detail": f"{better} of {len(found)}"}
+    highest = max(target for _, target, _ in found)
+    top = [(method, change) for method, target, change in found if target == highest]
+    return {"holds": all(change < 0 for _, change in top),
+            "detail": ", ".join(f"{METHODS[method].label} {100 * change:+.1f}%" for method, change in top)}
+
+
+#: chapter 9's findings, checked on every model: (claim, check of one model's
+#: :func:`layerwise_facts` giving None while results are pending, else ``{"holds", "detail"}``)
+LAYERWISE_FINDINGS = (
+    ("The first block is among the three most sensitive, for Wanda and SparseGPT", _first_block_fragile),
+    ("Wanda and SparseGPT rank the blocks alike (rank correlation above 0)", lambda f: _positive(f["methods_rank"])),
+    ("The outlier ratio rises with depth", lambda f: _positive(f["outliers_depth"])),
+    ("The outlier ratio ranks the blocks like Wanda's sensitivity", lambda f: _positive(f["outliers_wanda"])),
+    ("OWL beats uniform sparsity in most settings", lambda f: _beats_uniform(f, "owl", most=True)),
+    ("Inverse-sensitivity beats uniform at the highest target, for both methods",
+     lambda f: _beats_uniform(f, "inverse", most=False)),
+)
+
+
+def layerwise_findings(facts_by_model: Mapping[str, dict], findings=LAYERWISE_FINDINGS) -> list[dict]:
+    """:func:`~prunelib.report.runs.check_findings` of the chapter-9 findings on each model's
+    :func:`layerwise_facts`; :func:`~prunelib.report.runs.findings_table` renders them."""
+    return check_findings(findings, facts_by_model)

@@ -1,0 +1,62 @@
+"""Chapter 9's findings per model: the quantities they rest on, and when they hold, fail or wait."""
+
+import pytest
+
+from prunelib.report import layerwise
+from prunelib.report.runs import findings_table
+
+
+def _sensitivity(values):
+    return {"increase": {str(b): v for b, v in enumerate(values)}, "block_parameters": [100] * len(values)}
+
+
+def _runs(owl_ppl, inverse_ppl, uniform=40.0):
+    """Allocation runs of both methods at 50% and 70%: uniform ``uniform``, the rules as given."""
+    found = {}
+    for method in ("wanda", "sparsegpt"):
+        for target in (0.5, 0.7):
+            found[method, target, None] = {"ppl": uniform}
+            found[method, target, "owl"] = None if owl_ppl is None else {"ppl": owl_ppl[method, target]}
+            found[method, target, "inverse-sensitivity"] = {"ppl": inverse_ppl[method, target]}
+    return found
+
+
+WANDA = [9.0, 1.0, 2.0, 3.0, 4.0, 8.0]
+OWL_MIXED = {("wanda", 0.5): 39.0, ("wanda", 0.7): 30.0, ("sparsegpt", 0.5): 41.0, ("sparsegpt", 0.7): 35.0}
+INVERSE_MIXED = {("wanda", 0.5): 44.0, ("wanda", 0.7): 20.0, ("sparsegpt", 0.5): 42.0, ("sparsegpt", 0.7): 48.0}
+
+
+def test_facts_are_the_closed_forms_of_the_stored_results():
+    facts = layerwise.layerwise_facts({"wanda": _sensitivity(WANDA), "sparsegpt": _sensitivity([2 * v for v in WANDA])},
+                                      {"ratios": [0.1 * b for b in range(6)]}, _runs(OWL_MIXED, INVERSE_MIXED))
+    assert facts["blocks"] == 6
+    assert facts["top_wanda"] == [0, 5, 4]
+    assert facts["max_over_median_wanda"] == pytest.approx(9.0 / 3.5)  # median of six: (3 + 4) / 2
+    assert facts["methods_rank"]["rho"] == pytest.approx(1.0)  # the same order, doubled
+    assert facts["outliers_depth"]["rho"] == pytest.approx(1.0)
+    # ranks of WANDA are 6 1 2 3 4 5 against 1 .. 6: rho = 1 - 6 * sum(d^2) / (n (n^2 - 1)) = 1 - 6 * 30 / 210
+    assert facts["outliers_wanda"]["rho"] == pytest.approx(1 - 6 * 30 / 210)
+    assert sorted(facts["owl"]) == sorted([("wanda", 0.5, -0.025), ("wanda", 0.7, -0.25), ("sparsegpt", 0.5, 0.025),
+                                           ("sparsegpt", 0.7, -0.125)])
+
+
+def test_findings_hold_fail_or_wait_per_model():
+    holds = layerwise.layerwise_facts({"wanda": _sensitivity(WANDA), "sparsegpt": _sensitivity(WANDA)},
+                                      {"ratios": [0.1 * b for b in range(6)]}, _runs(OWL_MIXED, INVERSE_MIXED))
+    falls = layerwise.layerwise_facts({"wanda": _sensitivity(sorted(WANDA)), "sparsegpt": _sensitivity(WANDA)},
+                                      {"ratios": [0.1 * (6 - b) for b in range(6)]}, _runs(None, INVERSE_MIXED))
+    waits = layerwise.layerwise_facts({"wanda": _sensitivity(WANDA), "sparsegpt": None}, None, {})
+    rows = {row["claim"]: row for row in layerwise.layerwise_findings({"a": holds, "b": falls, "c": waits})}
+    first = rows["The first block is among the three most sensitive, for Wanda and SparseGPT"]["models"]
+    assert first["a"]["holds"] and not first["b"]["holds"] and first["c"] is None  # b: block 0 is Wanda's least sensitive
+    depth = rows["The outlier ratio rises with depth"]
+    assert depth["models"]["a"]["holds"] and not depth["models"]["b"]["holds"]
+    assert depth["models"]["c"] is None and depth["transfers"] is None  # c's outlier ratios still to compute
+    assert all(row["transfers"] is False for row in layerwise.layerwise_findings({"a": holds, "b": falls})
+               if row["claim"] == "The outlier ratio rises with depth")
+    owl = rows["OWL beats uniform sparsity in most settings"]["models"]
+    assert owl["a"] == {"holds": True, "detail": "3 of 4"} and owl["b"] is None  # b: OWL runs pending
+    inverse = rows["Inverse-sensitivity beats uniform at the highest target, for both methods"]["models"]["a"]
+    assert inverse == {"holds": False, "detail": "Wanda -50.0%, SparseGPT +20.0%"}
+    table = findings_table(layerwise.layerwise_findings({"a": holds, "c": waits})).splitlines()
+    assert table[0] == "| finding | a | c | holds on all |" and len(table) == 2 + len(layerwise.LAYERWISE_FINDINGS)
