@@ -312,26 +312,38 @@ def parse_run_listing(listing: str) -> list[str]:
     suite when the listing says it waits for its sensitivities. A ``stale`` result is stored, so a
     page shows it, not 'pending'. An output that lists nothing is an error (its format changed)."""
     listed = _LISTED.findall(listing)
-    if not listed:
+    waiting = "(the allocation suite is listed once" in listing
+    if not listed and not waiting:
         raise ValueError(f"no run in the listing (did its format change?):\n{listing[-2000:]}")
     lacking = [name for state, name in listed if state in ("missing", "running")]
-    if "(the allocation suite is listed once" in listing:
+    if waiting:
         lacking.append("allocation suite (its sensitivities and outlier ratios are not all stored)")
     return lacking
 
 
 def lacking_runs(root: Path, python: str, profile: str = "cpu") -> list[str]:
     """:func:`parse_run_listing` of ``prunelib experiments --profile <profile> --suite all --list``
-    on the results of the checkout ``root``. Listing reads the stored JSON records and computes
-    nothing (a few seconds)."""
-    result = subprocess.run(
-        [python, "-m", "prunelib", "experiments", "--profile", profile, "--suite", "all", "--list",
-         "--results", str(root / "results" / "experiments")],
-        capture_output=True, text=True, cwd=root, timeout=300,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"listing the runs failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    return parse_run_listing(result.stdout)
+    on the results of the checkout ``root``, and of the sensitivity and allocation suites of the
+    profile's transfer model, which chapter 9 renders too. Listing reads the stored JSON records
+    and computes nothing (a few seconds each)."""
+    from prunelib.experiments.profiles import get_profile
+    from prunelib.experiments.suites import TRANSFER
+
+    listings = [("all", {})]
+    second = TRANSFER.get(get_profile(profile).model)
+    if second:
+        listings += [(suite, {"PRUNEBOOK_MODEL": second}) for suite in ("sensitivity", "allocation")]
+    lacking = []
+    for suite, env in listings:
+        result = subprocess.run(
+            [python, "-m", "prunelib", "experiments", "--profile", profile, "--suite", suite, "--list",
+             "--results", str(root / "results" / "experiments")],
+            capture_output=True, text=True, cwd=root, timeout=300, env={**os.environ, **env},
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"listing the runs failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        lacking += [f"{second}: {name}" if env else name for name in parse_run_listing(result.stdout)]
+    return lacking
 
 
 # ---------------------------------------------------------------------------------------------

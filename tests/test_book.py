@@ -318,6 +318,8 @@ def test_parse_run_listing():
                            "results/experiments/cpu/sparsegpt-50-3.json"]
     assert lacking[3].startswith("allocation suite")
     assert parse_run_listing("cached   a.json\nstale    b.json\n") == []
+    only_waiting = parse_run_listing("(the allocation suite is listed once its sensitivities and outlier ratios exist)\n")
+    assert len(only_waiting) == 1 and only_waiting[0].startswith("allocation suite")  # a model with nothing stored
     with pytest.raises(ValueError):
         parse_run_listing("Traceback (most recent call last):\n")
 
