@@ -168,8 +168,9 @@ def transfer_suite(profile: Profile | str | None = None) -> list[Run]:
     model = TRANSFER.get(profile.model) if profile.name != "ci" else None
     if model is None:
         return []
+    # sparsity by sparsity, every method at each: a partial suite already settles the low-sparsity findings
     return [Run.from_profile(profile, model=model)] + [
-        Run.from_profile(profile, model=model, method=method, sparsity=s) for method in METHODS for s in TRANSFER_SPARSITIES]
+        Run.from_profile(profile, model=model, method=method, sparsity=s) for s in TRANSFER_SPARSITIES for method in METHODS]
 
 
 SUITES = {"sweep": sweep_suite, "seeds": seeds_suite, "zero-shot": zero_shot_suite, "transfer": transfer_suite,
