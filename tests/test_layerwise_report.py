@@ -60,3 +60,26 @@ def test_findings_hold_fail_or_wait_per_model():
     assert inverse == {"holds": False, "detail": "Wanda -50.0%, SparseGPT +20.0%"}
     table = findings_table(layerwise.layerwise_findings({"a": holds, "c": waits})).splitlines()
     assert table[0] == "| finding | a | c | holds on all |" and len(table) == 2 + len(layerwise.LAYERWISE_FINDINGS)
+
+
+def test_findings_text_counts_what_holds_fails_and_waits():
+    from prunelib.report.runs import findings_text
+
+    def row(claim, a, b):
+        entries = {"a": a, "b": b}
+        seen = [e["holds"] for e in entries.values() if e is not None]
+        return {"claim": claim, "models": entries, "transfers": None if len(seen) < 2 else all(seen)}
+
+    yes, no = {"holds": True, "detail": ""}, {"holds": False, "detail": ""}
+    rows = [row("One", yes, yes), row("Two", yes, no), row("Three", yes, None)]
+    assert findings_text(rows) == "1 of the 3 findings hold on both models; not on both: two; 1 waits for results still to compute"
+    assert findings_text(rows[:1]) == "1 of the 1 findings hold on both models"
+
+
+def test_stored_inputs_read_nothing_from_an_empty_results_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNELIB_RESULTS_DIR", str(tmp_path))
+    sensitivities, outliers, runs = layerwise.stored_inputs("cpu", "gemma3-270m")
+    assert sensitivities == {"wanda": None, "sparsegpt": None} and outliers is None and runs == {}
+    facts = layerwise.layerwise_facts(sensitivities, outliers, runs)
+    assert facts["blocks"] is None and all(check(facts) is None for _, check in layerwise.LAYERWISE_FINDINGS)
+    assert not list(tmp_path.iterdir())  # read only: nothing computed, nothing written

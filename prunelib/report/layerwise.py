@@ -76,6 +76,30 @@ def layerwise_facts(sensitivities: Mapping[str, dict | None], outliers: dict | N
     return facts
 
 
+def stored_inputs(profile, model: str | None = None) -> tuple[dict, dict | None, dict]:
+    """One model's stored inputs of :func:`layerwise_facts` (never computed here): the block
+    sensitivities ``{method: record or None}``, the outlier ratios, and the allocation runs
+    ``{(method, target, label): record or None}`` (empty until both inputs of the allocation exist).
+    ``profile``: a profile or its name, whose results root is read; ``model`` overrides its model."""
+    from dataclasses import replace
+
+    from ..experiments.measurements import outlier_result, sensitivity_result
+    from ..experiments.profiles import Profile, get_profile
+    from ..experiments.runs import profile_root, stored
+    from ..experiments.suites import OWL_M, allocation_suite
+
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    profile = replace(profile, model=model) if model else profile
+    sensitivities = {method: sensitivity_result(profile, method=method, units="block", only_stored=True)
+                     for method in ("wanda", "sparsegpt")}
+    outliers = outlier_result(profile, m=OWL_M, only_stored=True)
+    runs = {}
+    if all(sensitivities.values()) and outliers is not None:
+        runs = {(spec.method, spec.sparsity, spec.label): stored(spec, root=profile_root(profile))
+                for spec in allocation_suite(profile, quiet=True, only_stored=True)}
+    return sensitivities, outliers, runs
+
+
 def _positive(found: dict | None) -> dict | None:
     if found is None:
         return None

@@ -496,6 +496,22 @@ def findings_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def findings_text(rows: list[dict]) -> str:
+    """One sentence on :func:`check_findings` rows: how many hold on every model, which do not,
+    and how many still wait for results, e.g. ``"4 of the 5 findings hold on both models; not on
+    both: magnitude is the worst method ...; 1 waits for results still to compute"``."""
+    held = sum(row["transfers"] is True for row in rows)
+    failed = [row["claim"] for row in rows if row["transfers"] is False]
+    waiting = sum(row["transfers"] is None for row in rows)
+    models = len(rows[0]["models"]) if rows else 0
+    text = f"{held} of the {len(rows)} findings hold on {'both' if models == 2 else f'all {models}'} models"
+    if failed:
+        text += "; not on " + ("both" if models == 2 else "all") + ": " + "; ".join(claim[0].lower() + claim[1:] for claim in failed)
+    if waiting:
+        text += f"; {waiting} {'waits' if waiting == 1 else 'wait'} for results still to compute"
+    return text
+
+
 def sweep_findings(records: Mapping[Run, dict | None], findings=SWEEP_FINDINGS) -> list[dict]:
     """:func:`check_findings` of the sweep findings on each model of ``records`` (the sweep of one
     model and the transfer sweep of another, together). One calibration draw per run: the seeds
