@@ -247,8 +247,9 @@ def pending_verdict(page: str, hits: list[str], lacking: list[str]) -> tuple[str
         return "pass", ""
     message = f"{page} shows {len(hits)} 'pending': " + " | ".join(hits[:5])
     if lacking:
-        return "xfail", (f"{message} -- allowed while the results lack {len(lacking)} runs (prunelib experiments "
-                         f"--profile cpu --suite all --list): {', '.join(lacking[:8])}"
+        return "xfail", (f"{message} -- allowed while the results lack {len(lacking)} runs (lacking_runs lists them: "
+                         f"prunelib experiments --list of every suite, and of chapter 9's on the transfer model): "
+                         f"{', '.join(lacking[:8])}"
                          + (" ..." if len(lacking) > 8 else ""))
     return "fail", f"{message} -- but every run has a stored result: re-execute the notebook"
 
