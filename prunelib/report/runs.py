@@ -496,6 +496,15 @@ def findings_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _mid_sentence(claim: str) -> str:
+    """``claim`` inside a sentence: its first letter lowered unless the first word is a name (a
+    method's label such as Wanda, or a word with capitals inside such as OWL or SparseGPT's)."""
+    word = claim.split()[0]
+    if word in LABELS.values() or word[1:] != word[1:].lower():
+        return claim
+    return claim[0].lower() + claim[1:]
+
+
 def findings_text(rows: list[dict]) -> str:
     """One sentence on :func:`check_findings` rows: how many hold on every model, which do not,
     and how many still wait for results, e.g. ``"4 of the 5 findings hold on both models; not on
@@ -506,7 +515,7 @@ def findings_text(rows: list[dict]) -> str:
     models = len(rows[0]["models"]) if rows else 0
     text = f"{held} of the {len(rows)} findings hold on {'both' if models == 2 else f'all {models}'} models"
     if failed:
-        text += "; not on " + ("both" if models == 2 else "all") + ": " + "; ".join(claim[0].lower() + claim[1:] for claim in failed)
+        text += "; not on " + ("both" if models == 2 else "all") + ": " + "; ".join(map(_mid_sentence, failed))
     if waiting:
         text += f"; {waiting} {'waits' if waiting == 1 else 'wait'} for results still to compute"
     return text
