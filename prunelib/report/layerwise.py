@@ -11,6 +11,7 @@ Everything here reads stored records and computes none.
 
 from __future__ import annotations
 
+from statistics import median
 from typing import Mapping
 
 from ..core.methods import METHODS
@@ -29,12 +30,6 @@ def block_increase(record: dict) -> list[float]:
 def top_blocks(values: list[float], k: int = 3) -> list[int]:
     """Indices of the ``k`` largest values, largest first (ties: the lower index first)."""
     return sorted(range(len(values)), key=lambda b: (-values[b], b))[:k]
-
-
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def allocation_changes(runs: Mapping[RunKey, dict | None], label: str) -> list[tuple[str, float, float]]:

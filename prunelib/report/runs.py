@@ -353,31 +353,26 @@ def transfer_findings(records: Mapping[Run, dict | None], findings=FINDINGS) -> 
             judged = _judged(a, b, (higher[0], lower[0]))
             ratio = spread(a)[0] / spread(b)[0]
             per_model[model] = {"ratio": ratio, "holds": ratio > 1, "exceeds": judged["exceeds"]}
-        seen = [entry["holds"] for entry in per_model.values() if entry is not None]
-        transfers = None if len(seen) < len(per_model) else all(seen)
-        found.append({"claim": claim, "models": per_model, "transfers": transfers})
+        found.append(_finding_row(claim, per_model))
     return found
+
+
+def _finding_row(claim: str, per_model: dict[str, dict | None]) -> dict:
+    """``{"claim", "models", "transfers"}``: True when the finding holds on every model, False when
+    not, None while a model's entry is pending (None)."""
+    seen = [entry["holds"] for entry in per_model.values() if entry is not None]
+    return {"claim": claim, "models": per_model, "transfers": None if len(seen) < len(per_model) else all(seen)}
 
 
 def transfer_table(records: Mapping[Run, dict | None], findings=FINDINGS) -> str:
     """Markdown: one row per finding, per model the ratio of the two mean perplexities (above 1:
     the finding holds) and whether the gap exceeds the seed spread, then whether it holds on every
     model."""
-    rows = transfer_findings(records, findings)
-    models = list(rows[0]["models"]) if rows else []
-
     def cell(entry):
-        if entry is None:
-            return PENDING
         judged = {True: "beyond spread", False: "within spread", None: "one seed"}[entry["exceeds"]]
         return f"{entry['ratio']:,.2f} ({judged})"
 
-    lines = ["| finding | " + " | ".join(f"{m}: ratio" for m in models) + " | holds on all |",
-             "|---|" + "---:|" * len(models) + "---|"]
-    for row in rows:
-        holds = {True: "yes", False: "**no**", None: PENDING}[row["transfers"]]
-        lines.append(f"| {row['claim']} | " + " | ".join(cell(row["models"][m]) for m in models) + f" | {holds} |")
-    return "\n".join(lines)
+    return findings_table(transfer_findings(records, findings), cell=cell, heading="{}: ratio", align="---:|")
 
 
 def by_model(records: Mapping[Run, dict | None]) -> dict[str, dict[Run, dict | None]]:
@@ -474,25 +469,26 @@ def check_findings(findings, inputs_by_model: Mapping[str, object]) -> list[dict
     "transfers": True when it holds on every model, False when not, None while a model is pending}``."""
     rows = []
     for claim, check in findings:
-        per_model = {model: check(found) for model, found in inputs_by_model.items()}
-        seen = [entry["holds"] for entry in per_model.values() if entry is not None]
-        rows.append({"claim": claim, "models": per_model,
-                     "transfers": None if len(seen) < len(per_model) else all(seen)})
+        rows.append(_finding_row(claim, {model: check(found) for model, found in inputs_by_model.items()}))
     return rows
 
 
-def findings_table(rows: list[dict]) -> str:
-    """Markdown of :func:`check_findings`: one row per finding, per model whether it holds and the
-    numbers it rests on, then whether it holds on every model."""
+def _holds_cell(entry: dict) -> str:
+    return f"{'yes' if entry['holds'] else '**no**'} ({entry['detail']})"
+
+
+def findings_table(rows: list[dict], *, cell=_holds_cell, heading: str = "{}", align: str = "---|") -> str:
+    """Markdown of finding rows (:func:`check_findings`, :func:`transfer_findings`): one row per
+    finding, per model ``cell(entry)`` (default: whether it holds and the numbers it rests on;
+    ``pending`` while the entry is None) under the column ``heading.format(model)``, then whether
+    it holds on every model."""
     models = list(rows[0]["models"]) if rows else []
-
-    def cell(entry):
-        return PENDING if entry is None else f"{'yes' if entry['holds'] else '**no**'} ({entry['detail']})"
-
-    lines = ["| finding | " + " | ".join(models) + " | holds on all |", "|---|" + "---|" * len(models) + "---|"]
+    lines = ["| finding | " + " | ".join(heading.format(m) for m in models) + " | holds on all |",
+             "|---|" + align * len(models) + "---|"]
     for row in rows:
         holds = {True: "yes", False: "**no**", None: PENDING}[row["transfers"]]
-        lines.append(f"| {row['claim']} | " + " | ".join(cell(row["models"][m]) for m in models) + f" | {holds} |")
+        cells = [PENDING if row["models"][m] is None else cell(row["models"][m]) for m in models]
+        lines.append(f"| {row['claim']} | " + " | ".join(cells) + f" | {holds} |")
     return "\n".join(lines)
 
 
