@@ -85,3 +85,20 @@ def test_stored_inputs_read_nothing_from_an_empty_results_root(tmp_path, monkeyp
     facts = layerwise.layerwise_facts(sensitivities, outliers, runs)
     assert facts["blocks"] is None and all(check(facts) is None for _, check in layerwise.LAYERWISE_FINDINGS)
     assert not list(tmp_path.iterdir())  # read only: nothing computed, nothing written
+
+
+def test_a_finding_at_the_highest_target_waits_only_for_that_target():
+    runs = _runs(OWL_MIXED, INVERSE_MIXED)
+    for method in ("wanda", "sparsegpt"):
+        runs[method, 0.5, "inverse-sensitivity"] = None  # the lower target still to compute
+    runs["sparsegpt", 0.7, "owl"] = None
+    facts = layerwise.layerwise_facts({}, None, runs)
+    assert facts["inverse"] is None and facts["owl"] is None  # not every run of either rule is stored
+    assert sorted(facts["inverse_highest"]) == sorted([("wanda", 0.7, -0.5), ("sparsegpt", 0.7, 0.2)])
+    assert facts["owl_highest"] is None  # SparseGPT's OWL run at 70% is pending
+    rows = {row["claim"]: row["models"]["a"] for row in layerwise.layerwise_findings({"a": facts})}
+    assert rows["Inverse-sensitivity beats uniform at the highest target, for both methods"]["holds"] is False
+    assert rows["OWL beats uniform sparsity in most settings"] is None
+    runs["sparsegpt", 0.7, "inverse-sensitivity"] = {"ppl": 39.0}  # now both methods beat uniform at 70%
+    found = layerwise.layerwise_findings({"a": layerwise.layerwise_facts({}, None, runs)})
+    assert next(r for r in found if r["claim"].startswith("Inverse"))["models"]["a"]["holds"] is True

@@ -331,3 +331,12 @@ def test_relative_sweep_divides_each_model_by_its_own_dense_run():
     assert [line.get_linestyle() for line in curves] == ["-", "--"]
     assert list(curves[0].get_ydata()) == list(curves[1].get_ydata())  # twice the perplexity, twice the dense
     assert curves[0].get_ydata()[-1] == pytest.approx(1 / 0.3)
+
+
+def test_ppl_at_reads_a_grid_cell_by_pattern_or_percentage_and_none_while_pending(records):
+    grid = reports.sweep_grid(records)
+    assert reports.ppl_at(grid, "wanda", 50) == reports.ppl_at(grid, "wanda", "50%") == pytest.approx(40.0)
+    assert reports.ppl_at(grid, "dense", "dense") == 20.0
+    assert reports.ppl_at(grid, "magnitude", 50) is None  # pending
+    assert reports.ppl_at(grid, "wanda", "2:4") is None  # pending N:M run
+    assert reports.ppl_at(grid, "owl", 50) is None  # not in the grid at all

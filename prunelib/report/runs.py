@@ -408,8 +408,10 @@ def reach(records: Mapping[Run, dict | None], method: str, factor: float) -> int
     return best
 
 
-def _ppl_at(grid: dict, method: str, percent: int) -> float | None:
-    record = grid.get(method, {}).get(f"{percent}%")
+def ppl_at(grid: dict, method: str, column: str | int) -> float | None:
+    """The perplexity in a :func:`sweep_grid` cell, ``column`` a pattern (``"2:4"``) or a
+    percentage (``50`` for ``"50%"``); None while that run is pending or not in the grid."""
+    record = grid.get(method, {}).get(f"{column}%" if isinstance(column, int) else column)
     return None if record is None else record["ppl"]
 
 
@@ -423,7 +425,7 @@ def _reach_order(records, factor: float) -> dict | None:
 
 def _calibrated_agree(records, percents=(10, 20), tolerance=0.02) -> dict | None:
     grid = sweep_grid(records)
-    pairs = [(_ppl_at(grid, "wanda", p), _ppl_at(grid, "sparsegpt", p)) for p in percents]
+    pairs = [(ppl_at(grid, "wanda", p), ppl_at(grid, "sparsegpt", p)) for p in percents]
     if any(None in pair for pair in pairs):
         return None
     worst = max(max(pair) / min(pair) for pair in pairs)
@@ -432,7 +434,7 @@ def _calibrated_agree(records, percents=(10, 20), tolerance=0.02) -> dict | None
 
 def _lead_grows(records, percents=(50, 60, 70)) -> dict | None:
     grid = sweep_grid(records)
-    values = [(_ppl_at(grid, "wanda", p), _ppl_at(grid, "sparsegpt", p)) for p in percents]
+    values = [(ppl_at(grid, "wanda", p), ppl_at(grid, "sparsegpt", p)) for p in percents]
     if any(None in pair for pair in values):
         return None
     ratios = [w / g for w, g in values]
@@ -443,7 +445,7 @@ def _magnitude_worst(records, percents=(30, 40, 50, 60, 70)) -> dict | None:
     grid = sweep_grid(records)
     margins = []
     for p in percents:
-        found = [_ppl_at(grid, m, p) for m in ("magnitude", "wanda", "sparsegpt")]
+        found = [ppl_at(grid, m, p) for m in ("magnitude", "wanda", "sparsegpt")]
         if None in found:
             return None
         margins.append(found[0] / max(found[1:]))
