@@ -102,3 +102,25 @@ def test_a_finding_at_the_highest_target_waits_only_for_that_target():
     runs["sparsegpt", 0.7, "inverse-sensitivity"] = {"ppl": 39.0}  # now both methods beat uniform at 70%
     found = layerwise.layerwise_findings({"a": layerwise.layerwise_facts({}, None, runs)})
     assert next(r for r in found if r["claim"].startswith("Inverse"))["models"]["a"]["holds"] is True
+
+
+def test_allocation_table_names_the_lowest_rule_only_once_a_row_is_complete():
+    def record(ppl, sparsity):
+        return {"ppl": ppl, "prune": {"sparsity": sparsity}}
+
+    runs = {("wanda", 0.5, None): record(45.0, 0.5), ("wanda", 0.5, "inverse-sensitivity"): record(46.0, 0.4993),
+            ("wanda", 0.5, "owl"): record(44.5, 0.4992),
+            ("sparsegpt", 0.7, None): record(300.0, 0.7), ("sparsegpt", 0.7, "inverse-sensitivity"): None,
+            ("sparsegpt", 0.7, "owl"): record(301.0, 0.7)}
+    assert layerwise.settings(runs) == [("wanda", 0.5), ("sparsegpt", 0.7)]
+    assert layerwise.lowest_rule(runs, "wanda", 0.5) == "OWL"
+    assert layerwise.lowest_rule(runs, "sparsegpt", 0.7) is None  # one rule pending: no verdict yet
+    runs["sparsegpt", 0.7, "inverse-sensitivity"] = record(310.0, 0.7)
+    assert layerwise.lowest_rule(runs, "sparsegpt", 0.7) == "uniform"  # uniform wins: a name, not None
+    runs["sparsegpt", 0.7, "inverse-sensitivity"] = None
+    table = layerwise.allocation_table(runs, dense=record(20.71, 0.0003)).splitlines()
+    assert table[0] == "| method | target | uniform | inverse-sensitivity | OWL | lowest perplexity |"
+    assert table[2] == "| dense | 0% | 20.71 (0.0003) | | | |"
+    assert table[3] == "| Wanda | 50% | 45.00 (0.5000) | 46.00 (0.4993) | 44.50 (0.4992) | OWL |"
+    assert table[4] == "| SparseGPT | 70% | 300.00 (0.7000) | pending | 301.00 (0.7000) | pending |"
+    assert len(layerwise.allocation_table(runs).splitlines()) == 2 + 2  # no dense row when none is given

@@ -43,6 +43,43 @@ def allocation_changes(runs: Mapping[RunKey, dict | None], label: str) -> list[t
     return found
 
 
+#: column heading of each allocation rule, uniform (label None) first
+RULES = {None: "uniform", "inverse-sensitivity": "inverse-sensitivity", "owl": "OWL"}
+
+
+def allocation_table(runs: Mapping[RunKey, dict | None], dense: dict | None = None) -> str:
+    """Markdown table of the allocation runs, one row per (method, target) in the order of ``runs``:
+    each rule's perplexity with the measured overall sparsity in brackets, and the rule with the
+    lowest perplexity once all three runs of the row are stored; ``dense`` adds a first row."""
+    lines = ["| method | target | " + " | ".join(RULES.values()) + " | lowest perplexity |",
+             "|---|---|" + "---|" * len(RULES) + "---|"]
+    if dense is not None:
+        lines.append(f"| dense | 0% | {_cell(dense)} |" + " |" * len(RULES))
+    for method, target in settings(runs):
+        cells = " | ".join(_cell(runs.get((method, target, label))) for label in RULES)
+        best = lowest_rule(runs, method, target)
+        lines.append(f"| {METHODS[method].label} | {target:.0%} | {cells} | {best or 'pending'} |")
+    return "\n".join(lines) + "\n"
+
+
+def settings(runs: Mapping[RunKey, dict | None]) -> list[tuple[str, float]]:
+    """The (method, target) pairs of the allocation runs, in their order."""
+    return list(dict.fromkeys((method, target) for method, target, _ in runs))
+
+
+def lowest_rule(runs: Mapping[RunKey, dict | None], method: str, target: float) -> str | None:
+    """The heading (a value of :data:`RULES`) of the rule with the lowest perplexity at one setting;
+    None until the runs of all its rules are stored."""
+    found = {label: runs.get((method, target, label)) for label in RULES}
+    if any(record is None for record in found.values()):
+        return None
+    return RULES[min(found, key=lambda label: found[label]["ppl"])]
+
+
+def _cell(record: dict | None) -> str:
+    return "pending" if record is None else f"{record['ppl']:.2f} ({record['prune']['sparsity']:.4f})"
+
+
 def layerwise_facts(sensitivities: Mapping[str, dict | None], outliers: dict | None,
                     runs: Mapping[RunKey, dict | None]) -> dict:
     """One model's chapter-9 quantities; each is None while a result it needs is still to compute.
