@@ -340,3 +340,13 @@ def test_ppl_at_reads_a_grid_cell_by_pattern_or_percentage_and_none_while_pendin
     assert reports.ppl_at(grid, "magnitude", 50) is None  # pending
     assert reports.ppl_at(grid, "wanda", "2:4") is None  # pending N:M run
     assert reports.ppl_at(grid, "owl", 50) is None  # not in the grid at all
+
+
+def test_ratio_by_sparsity_divides_stored_pairs_in_increasing_sparsity():
+    records = _sweep_records("m", _hyperbolic, skip={("sparsegpt", 0.3)})
+    found = reports.ratio_by_sparsity(records, "wanda", "sparsegpt")
+    assert 30 not in found and list(found) == sorted(found)  # a pending run leaves its sparsity out
+    # (1 - s)^-1.2 / (1 - s)^-1 = (1 - s)^-0.2
+    for percent, ratio in found.items():
+        assert ratio == pytest.approx((1 - percent / 100) ** -0.2)
+    assert reports.ratio_by_sparsity(records, "owl", "wanda") == {}

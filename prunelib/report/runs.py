@@ -415,6 +415,18 @@ def ppl_at(grid: dict, method: str, column: str | int) -> float | None:
     return None if record is None else record["ppl"]
 
 
+def ratio_by_sparsity(records: Mapping[Run, dict | None], numerator: str, denominator: str) -> dict[int, float]:
+    r"""``{percent: ppl_numerator / ppl_denominator}`` at every unstructured sparsity of the sweep
+    where both methods' runs are stored, in increasing order. One model's records."""
+    grid = sweep_grid(records)
+    found = {}
+    for name in sorted((n for n in grid.get(numerator, {}) if n.endswith("%")), key=_percent):
+        a, b = ppl_at(grid, numerator, name), ppl_at(grid, denominator, name)
+        if a is not None and b is not None:
+            found[_percent(name)] = a / b
+    return found
+
+
 def _reach_order(records, factor: float) -> dict | None:
     reached = {method: reach(records, method, factor) for method in ("magnitude", "wanda", "sparsegpt")}
     if None in reached.values():
@@ -433,11 +445,10 @@ def _calibrated_agree(records, percents=(10, 20), tolerance=0.02) -> dict | None
 
 
 def _lead_grows(records, percents=(50, 60, 70)) -> dict | None:
-    grid = sweep_grid(records)
-    values = [(ppl_at(grid, "wanda", p), ppl_at(grid, "sparsegpt", p)) for p in percents]
-    if any(None in pair for pair in values):
+    found = ratio_by_sparsity(records, "wanda", "sparsegpt")
+    if any(p not in found for p in percents):
         return None
-    ratios = [w / g for w, g in values]
+    ratios = [found[p] for p in percents]
     return {"holds": all(a < b for a, b in zip(ratios, ratios[1:])), "detail": " → ".join(f"{r:.2f}" for r in ratios)}
 
 
