@@ -72,8 +72,8 @@ def test_findings_text_counts_what_holds_fails_and_waits():
 
     yes, no = {"holds": True, "detail": ""}, {"holds": False, "detail": ""}
     rows = [row("One", yes, yes), row("Two", yes, no), row("Three", yes, None)]
-    assert findings_text(rows) == "1 of the 3 findings hold on both models; not on both: two; 1 waits for results still to compute"
-    assert findings_text(rows[:1]) == "1 of the 1 findings hold on both models"
+    assert findings_text(rows) == "1 of the 3 findings holds on both models; not on both: two; 1 waits for results still to compute"
+    assert findings_text(rows[:1]) == "1 of the 1 findings holds on both models"
     named = [row("Wanda beats it", yes, no), row("OWL beats it", no, yes), row("SparseGPT's lead grows", no, no)]
     assert findings_text(named).endswith(": Wanda beats it; OWL beats it; SparseGPT's lead grows")  # names keep capitals
 

@@ -522,7 +522,8 @@ def findings_text(rows: list[dict]) -> str:
     failed = [row["claim"] for row in rows if row["transfers"] is False]
     waiting = sum(row["transfers"] is None for row in rows)
     models = len(rows[0]["models"]) if rows else 0
-    text = f"{held} of the {len(rows)} findings hold on {'both' if models == 2 else f'all {models}'} models"
+    text = (f"{held} of the {len(rows)} findings {'holds' if held == 1 else 'hold'} on "
+            f"{'both' if models == 2 else f'all {models}'} models")
     if failed:
         text += "; not on " + ("both" if models == 2 else "all") + ": " + "; ".join(map(_mid_sentence, failed))
     if waiting:
