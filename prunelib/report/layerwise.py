@@ -104,12 +104,12 @@ def layerwise_facts(sensitivities: Mapping[str, dict | None], outliers: dict | N
     facts["outliers_depth"] = spearman(ratios, list(range(len(ratios)))) if ratios else None
     facts["outliers_wanda"] = spearman(ratios, increase["wanda"]) if ratios and "wanda" in increase else None
     for label, key in (("owl", "owl"), ("inverse-sensitivity", "inverse")):
-        settings = [(method, target) for (method, target, kind) in runs if kind == label]
+        targets = [target for (_, target, kind) in runs if kind == label]  # one per run of the rule
         found = allocation_changes(runs, label)
-        facts[key] = found if settings and len(found) == len(settings) else None
-        highest = max((target for _, target in settings), default=None)
+        facts[key] = found if targets and len(found) == len(targets) else None
+        highest = max(targets, default=None)
         top = [change for change in found if change[1] == highest]
-        facts[f"{key}_highest"] = top if top and len(top) == sum(t == highest for _, t in settings) else None
+        facts[f"{key}_highest"] = top if top and len(top) == targets.count(highest) else None
     return facts
 
 

@@ -436,11 +436,10 @@ def _reach_order(records, factor: float) -> dict | None:
 
 
 def _calibrated_agree(records, percents=(10, 20), tolerance=0.02) -> dict | None:
-    grid = sweep_grid(records)
-    pairs = [(ppl_at(grid, "wanda", p), ppl_at(grid, "sparsegpt", p)) for p in percents]
-    if any(None in pair for pair in pairs):
+    found = ratio_by_sparsity(records, "wanda", "sparsegpt")
+    if any(p not in found for p in percents):
         return None
-    worst = max(max(pair) / min(pair) for pair in pairs)
+    worst = max(max(found[p], 1 / found[p]) for p in percents)
     return {"holds": worst <= 1 + tolerance, "detail": f"largest ratio {worst:.3f}"}
 
 
