@@ -265,6 +265,9 @@ def main() -> None:
             record["protocol"].get("eval_data") != protocol["eval_data"]:
         record = {"question": "why does INT4 GPTQ lose to round-to-nearest on the whole model?",
                   "protocol": protocol, "variants": {}}
+    if "versions" in record and any("versions" not in v for n, v in record["variants"].items() if n != "dense"):
+        # variants stored before each kept its own versions: keep the last code that wrote them
+        record.setdefault("earlier", {"versions": record["versions"], "finished": record["finished"]})
     weights: dict[str, dict[str, torch.Tensor]] = {}
     if record.get("attention_to_first", {}).get("windows") != args.sink_windows:
         seqlen = profile.calib_seqlen  # eager attention keeps every block's (heads, seqlen, seqlen) probabilities
@@ -306,7 +309,9 @@ def main() -> None:
             errors, first = quantize_walk(model, calibration, config)
             if name in ("rtn", "gptq"):
                 weights[name] = {where: weight_matrix(m).detach().clone() for where, m in linears}
-        result = {"config": config, "ppl": evaluate(), "seconds": time.perf_counter() - start}
+        result = {"config": config, "ppl": evaluate(), "seconds": time.perf_counter() - start,
+                  # the record's top-level versions say which code wrote it last; each variant keeps its own
+                  "versions": versions(), "threads": torch.get_num_threads(), "finished": now()}
         if errors:
             result["layer_error_geomean"] = geomean(errors.values())
             result["layer_error_by_type"] = kind_geomeans(errors)
