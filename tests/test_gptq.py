@@ -7,6 +7,7 @@ from prunelib.core.gptq import gptq
 from prunelib.core.hessian import relative_error
 from prunelib.core.quantize import QuantSpec, dequantize, expand_scales, quantize_codes, rtn
 from prunelib.core.sparsegpt import sparsegpt
+from prunelib.errors import PrunelibError
 
 
 def correlated_hessian(cols, n=512, seed=0):
@@ -117,3 +118,20 @@ def test_sparsegpt_joint_mode_prunes_and_quantizes_in_one_pass(nm):
         two_step_errors.append(relative_error(W, rtn(plain.weight, spec).weight, H))
     # compensating the rounding in the same pass beats rounding SparseGPT's result afterwards
     assert sum(joint_errors) < sum(two_step_errors)
+
+
+@pytest.mark.parametrize("group", [None, 32, 192])
+def test_block_size_only_batches_the_updates(group):
+    """Lazy batching is exact algebra: every block size that holds whole groups gives the same
+    codes; the default picks one for any group size (192 does not divide the usual 128)."""
+    torch.manual_seed(3)
+    W, H = torch.randn(8, 384, dtype=torch.float64), correlated_hessian(384, seed=3)
+    spec = QuantSpec(4, group)
+    sizes = [size for size in (32, 64, 128, 192, 384) if group is None or size % group == 0]
+    results = [gptq(W, H, spec, blocksize=size) for size in sizes] + [gptq(W, H, spec)]
+    for other in results[1:]:
+        assert (other.codes == results[0].codes).float().mean() > 0.999  # float32 inside: a tie may round apart
+        assert torch.allclose(other.scales, results[0].scales, rtol=1e-4)
+    if group == 192:
+        with pytest.raises(PrunelibError, match="multiple of the group size"):
+            gptq(W, H, spec, blocksize=128)

@@ -35,7 +35,7 @@ def gptq(
     spec: QuantSpec | str,
     *,
     mask: torch.Tensor | None = None,
-    blocksize: int = 128,
+    blocksize: int | None = None,
     percdamp: float = 0.01,
     act_order: bool = False,
     name: str = "weight",
@@ -45,10 +45,16 @@ def gptq(
     ``mask`` (bool ``(out, in)``, True = kept) fixes the pruned weights at zero; without it the
     weight's own zeros are *not* protected (GPTQ of a dense matrix). Returns the dequantized
     weight (``weight``'s dtype), int8 codes and float32 scales ``(out, groups)``.
+
+    ``blocksize`` only batches the updates (any block gives the same result); with dynamic group
+    scales a block must hold whole groups. The default is 128, or the smallest multiple of the
+    group size that is at least 128 (192 for groups of 192).
     """
     spec = QuantSpec.parse(spec)
     rows, cols = weight.shape
     groups = spec.groups(cols)
+    if blocksize is None:
+        blocksize = 128 if not spec.group_size else spec.group_size * -(-128 // spec.group_size)
     if spec.group_size and not act_order and blocksize % spec.group_size:
         raise PrunelibError(f"blocksize {blocksize} must be a multiple of the group size {spec.group_size}")
     if mask is not None and mask.shape != weight.shape:
