@@ -6,14 +6,23 @@ and a Ray execution of one suite leave the same files. Ray is an optional extra
 (``pip install "prunelib[ray]"``); the cluster is ``$RAY_ADDRESS`` when set, else a local one.
 On a cluster of several machines the results root must be a shared directory that supports
 ``flock`` (set ``$PRUNELIB_RESULTS_DIR``), and every node needs prunelib and the data.
+
+Every run is computed with :data:`RUN_THREADS` CPU threads (:func:`run_threads`). A float32 sum
+depends on how it is split between threads, and a sequential method carries a last-digit change
+in one block's inputs into another mask choice in the next, so the same definition run with 1 and
+with 2 threads can give perplexities further apart than two calibration seeds (the book's
+"How the numbers are made" measures it). With the thread count fixed, a run is reproduced to the
+last digit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
+import torch
 from tqdm.auto import tqdm
 
 from ..errors import PrunelibError
@@ -22,13 +31,31 @@ from .runs import Run, run
 
 EXECUTORS = ("local", "ray")
 RAY_HINT = 'pip install "prunelib[ray]"'
+#: CPU threads of every stored run (the two workers of a 2-core machine run one each)
+RUN_THREADS = 1
+
+
+@contextlib.contextmanager
+def run_threads(threads: int = RUN_THREADS) -> Iterator[int]:
+    """Compute with ``threads`` intra-op CPU threads inside the block (``torch.set_num_threads``),
+    and restore the previous count after it. A live computation that is to land on a stored
+    record's number runs inside ``run_threads()``."""
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise PrunelibError(f"threads must be a positive integer, got {threads!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_all(specs: Iterable[Run], *, root: Path | str | None = None, force: bool = False, quiet: bool = False,
             executor: str = "local", **options) -> list[dict]:
     """:func:`~prunelib.experiments.runs.run` for many runs, in order, with ``executor``
     ``"local"`` (this process, a progress bar naming the current run) or ``"ray"``
-    (:func:`run_on_ray`, taking its ``options``). A run another process is computing is skipped
+    (:func:`run_on_ray`, taking its ``options``), each run with :data:`RUN_THREADS` threads. A run
+    another process is computing is skipped
     and left out of the records, so starting the same command twice uses two workers."""
     if executor not in EXECUTORS:
         raise PrunelibError(f"unknown executor '{executor}'; use one of {', '.join(EXECUTORS)}")
@@ -38,7 +65,7 @@ def run_all(specs: Iterable[Run], *, root: Path | str | None = None, force: bool
         raise PrunelibError(f"the local executor takes no options {sorted(options)}")
     specs = list(specs)
     records = []
-    with tqdm(specs, desc="runs", unit="run", disable=quiet) as bar:
+    with run_threads(), tqdm(specs, desc="runs", unit="run", disable=quiet) as bar:
         for spec in bar:
             bar.set_postfix_str(spec.name)
             try:
@@ -52,7 +79,8 @@ def _run_or_skip(spec: Run, root: str, force: bool) -> dict | None:
     """One Ray task: the run's record, or None when another worker holds it. Ray points
     ``CUDA_VISIBLE_DEVICES`` at the task's GPU, so ``"cuda"`` is that GPU."""
     try:
-        return run(spec, root=root, force=force, quiet=True)
+        with run_threads():
+            return run(spec, root=root, force=force, quiet=True)
     except Busy:
         return None
 
