@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from prunelib.cli import main
 from prunelib.errors import PrunelibError
@@ -467,3 +468,58 @@ def test_listing_computes_nothing_even_when_the_allocation_inputs_are_stale(tmp_
     assert main(["experiments", "--profile", "ci", "--suite", "allocation", "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 * 3 * 3 and not counted
+
+
+def test_every_run_of_a_suite_is_computed_with_the_fixed_thread_count(tmp_path, monkeypatch):
+    seen = []
+
+    def fake_compute(spec, quiet=False):
+        seen.append(torch.get_num_threads())
+        return {"name": spec.name, "key": spec.key, "run": spec.definition(), "ppl": 1.0}
+
+    monkeypatch.setattr(runs, "compute", fake_compute)
+    before = torch.get_num_threads()
+    other = executors.RUN_THREADS + 1
+    torch.set_num_threads(other)  # a caller's own count must not leak into the runs
+    try:
+        executors.run_all([Run(method="wanda", sparsity=0.5), Run(method="wanda", sparsity=0.6)], root=tmp_path, quiet=True)
+        assert seen == [executors.RUN_THREADS] * 2
+        assert torch.get_num_threads() == other  # and is restored after them
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, True, "2"])
+def test_run_threads_refuses_a_bad_count_before_changing_anything(threads):
+    before = torch.get_num_threads()
+    with pytest.raises(PrunelibError, match="threads"):
+        with executors.run_threads(threads):
+            pass
+    assert torch.get_num_threads() == before
+
+
+def test_run_threads_restores_the_count_after_an_error():
+    before = torch.get_num_threads()
+    with pytest.raises(ZeroDivisionError):
+        with executors.run_threads(1):
+            assert torch.get_num_threads() == 1
+            1 / 0
+    assert torch.get_num_threads() == before
+
+
+def test_a_sequential_prune_is_reproduced_bit_for_bit_at_a_fixed_thread_count():
+    """The premise of the run cache: one definition and one thread count give one number. Two
+    SparseGPT walks of the same model on the same calibration give identical weights."""
+    from prunelib.model.prune import prune_model
+    from tiny_models import tiny_model
+
+    calibration = torch.randint(0, 100, (4, 32), generator=torch.Generator().manual_seed(0))
+    weights = []
+    for _ in range(2):
+        model = tiny_model("llama", seed=3)
+        with executors.run_threads():
+            prune_model(model, calibration, method="sparsegpt", nm="2:4", quiet=True)
+        weights.append({k: v.clone() for k, v in model.state_dict().items()})
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert any((v == 0).float().mean() > 0.4 for v in weights[0].values())  # it did prune

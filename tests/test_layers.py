@@ -91,3 +91,28 @@ def test_core_needs_only_torch(module):
                 if isinstance(node, ast.ImportFrom) and not node.level and node.module}
     assert outside <= {"torch", "math", "typing", "dataclasses", "__future__", "warnings"}
     assert all(layer(t) <= layer(module) for t in import_graph()[module])
+
+
+def test_the_library_never_imports_the_books_own_code():
+    """prunebook (book/prunebook) renders the chapters on top of prunelib; what people copy holds none of it."""
+    files = module_files()
+    importing = sorted(m for m in files for node in _import_nodes(files[m]) if node.split(".")[0] == "prunebook")
+    assert importing == []
+
+
+def _import_nodes(path) -> list[str]:
+    import ast
+
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names.append(node.module or "")
+    return names
+
+
+def test_the_book_check_sees_an_import_of_prunebook(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from prunebook import model_name\n")
+    assert _import_nodes(module) == ["prunebook"]
