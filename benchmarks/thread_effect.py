@@ -18,6 +18,7 @@ file is skipped, so a stopped invocation resumes.
 
     python benchmarks/thread_effect.py                          # SmolLM2-135M
     python benchmarks/thread_effect.py --model gemma3-270m
+    python benchmarks/thread_effect.py --only sparsegpt-2of4,wanda-2of4   # these first
 """
 
 from __future__ import annotations
@@ -40,13 +41,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--only", default=None, help="comma-separated run names, in the order to compute them")
     args = parser.parse_args()
     out = args.out or OUT / f"thread_effect-{args.model}.json"
     record = json.loads(out.read_text()) if out.exists() else {
         "what": "core-table runs (seed 0, cpu protocol) computed here with 1 and 2 threads, beside the stored records",
         "runs": {}}
     root = profile_root("cpu")
-    for spec in core_suite("cpu", model=args.model, seeds=(0,)):
+    specs = {spec.name: spec for spec in core_suite("cpu", model=args.model, seeds=(0,))}
+    if args.only:
+        unknown = set(args.only.split(",")) - set(specs)
+        if unknown:
+            raise SystemExit(f"unknown runs {sorted(unknown)}; the core table has {', '.join(specs)}")
+        specs = {name: specs[name] for name in args.only.split(",")}
+    for spec in specs.values():
         reference = stored(spec, root=root)
         if reference is None or "stale" in reference:
             print(f"skip {spec.name}: its stored record is {'stale' if reference else 'missing'}")

@@ -8,11 +8,11 @@ On a cluster of several machines the results root must be a shared directory tha
 ``flock`` (set ``$PRUNELIB_RESULTS_DIR``), and every node needs prunelib and the data.
 
 Every run is computed with :data:`RUN_THREADS` CPU threads (:func:`run_threads`). A float32 sum
-depends on how it is split between threads, and a sequential method carries a last-digit change
-in one block's inputs into another mask choice in the next, so the same definition run with 1 and
-with 2 threads can give perplexities further apart than two calibration seeds (the book's
-"How the numbers are made" measures it). With the thread count fixed, a run is reproduced to the
-last digit.
+depends on how it is split between threads and on the kernels the processor offers, and a
+sequential method carries a last-digit change in one block's inputs into another mask choice in
+the next. A run is therefore reproduced to the last digit only with its definition, its thread
+count and the machine fixed (the book's chapter 8 measures what the thread count and the machine
+change, against the spread of calibration seeds).
 """
 
 from __future__ import annotations
